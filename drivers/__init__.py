@@ -1,0 +1,2 @@
+"""The serial HAL: transports, the link (sequence, acks, retries, heartbeat, health)
+and, later, one driver per device."""

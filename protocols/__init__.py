@@ -1,0 +1,78 @@
+"""Sans-I/O wire protocol of the probe console: bytes <-> typed messages.
+
+Nothing in this package reads a clock, sleeps or touches a port. The normative
+description is `docs/protocol.md`; `framing` is the codec, `messages` the
+message types and payload layouts, `frontend` the meaning of the raw counts.
+"""
+
+from protocols.errors import EncodeError, FrameError, ProtocolError
+from protocols.framing import ERROR_KINDS, Frame, StreamDecoder, decode_frame, encode
+from protocols.messages import (
+    PROTOCOL_VERSION,
+    Ack,
+    AckStatus,
+    DeviceEvent,
+    DeviceKind,
+    EmergencyStop,
+    FaultFlags,
+    FaultReport,
+    Gas,
+    Heartbeat,
+    Hello,
+    Identity,
+    Message,
+    MsgType,
+    Nack,
+    NackReason,
+    Reset,
+    SafeState,
+    StatusFlags,
+    StimConfigure,
+    StimFlags,
+    StimStart,
+    StimStop,
+    Telemetry,
+    Valve,
+    ValveBits,
+    ValveCommand,
+    is_energising,
+)
+
+__all__ = [
+    "ERROR_KINDS",
+    "PROTOCOL_VERSION",
+    "Ack",
+    "AckStatus",
+    "DeviceEvent",
+    "DeviceKind",
+    "EmergencyStop",
+    "EncodeError",
+    "FaultFlags",
+    "FaultReport",
+    "Frame",
+    "FrameError",
+    "Gas",
+    "Heartbeat",
+    "Hello",
+    "Identity",
+    "Message",
+    "MsgType",
+    "Nack",
+    "NackReason",
+    "ProtocolError",
+    "Reset",
+    "SafeState",
+    "StatusFlags",
+    "StimConfigure",
+    "StimFlags",
+    "StimStart",
+    "StimStop",
+    "StreamDecoder",
+    "Telemetry",
+    "Valve",
+    "ValveBits",
+    "ValveCommand",
+    "decode_frame",
+    "encode",
+    "is_energising",
+]
