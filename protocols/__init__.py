@@ -6,7 +6,7 @@ message types and payload layouts, `frontend` the meaning of the raw counts.
 """
 
 from protocols.errors import EncodeError, FrameError, ProtocolError
-from protocols.framing import ERROR_KINDS, Frame, StreamDecoder, decode_frame, encode
+from protocols.framing import ERROR_KINDS, Frame, Header, StreamDecoder, decode_frame, encode
 from protocols.messages import (
     PROTOCOL_VERSION,
     Ack,
@@ -52,6 +52,7 @@ __all__ = [
     "Frame",
     "FrameError",
     "Gas",
+    "Header",
     "Heartbeat",
     "Hello",
     "Identity",

@@ -61,6 +61,18 @@ ERROR_KINDS = (
 )
 
 
+class Header(NamedTuple):
+    version: int
+    msg_type: int
+    seq: int
+    nonce: int
+    payload_len: int
+
+
+#: Rejections that happen after the header passed its CRC: the header can be trusted.
+_HEADER_VALID_KINDS = frozenset({"version", "unknown_type", "payload"})
+
+
 class Frame(NamedTuple):
     version: int
     msg_type: int
@@ -141,11 +153,18 @@ class StreamDecoder:
         "errors",
         "expected_nonce",
         "good",
+        "keep_rejects",
         "last_seq",
         "lost",
+        "rejects",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_rejects: bool = False) -> None:
+        #: With `keep_rejects`, frames whose header passed the CRC but which were refused
+        #: (`version`, `unknown_type`, `payload`) are listed in `rejects` as (kind, header),
+        #: so a device can answer them with a NACK naming their sequence number.
+        self.keep_rejects = keep_rejects
+        self.rejects: list[tuple[str, Header]] = []
         self._buf = b""
         self._discarding = False
         self.expected_nonce: int | None = None
@@ -194,6 +213,8 @@ class StreamDecoder:
             result = _decode_body(raw)
             if isinstance(result, str):
                 errors[result] += 1
+                if self.keep_rejects and result in _HEADER_VALID_KINDS:
+                    self.rejects.append((result, Header._make(_unpack_header(cobs.decode(raw)))))
                 continue
             if self.expected_nonce is not None:
                 if result.nonce != self.expected_nonce:
@@ -230,6 +251,7 @@ __all__ = [
     "MAX_ENCODED",
     "MAX_PAYLOAD",
     "Frame",
+    "Header",
     "MsgType",
     "StreamDecoder",
     "decode_frame",

@@ -94,7 +94,7 @@ class ValveBits(IntFlag):
 
 
 class StimFlags(IntFlag):
-    OUTPUT_ON = 0x01  # measured: current is flowing through the electrode
+    OUTPUT_ON = 0x01  # the output stage is driving the electrode
     TARGET_ON = 0x02  # the device intends stimulation to be on
 
 
@@ -281,7 +281,9 @@ def is_energising(message: Message) -> bool:
     de-energise is always executed by the device (SR-26).
     """
     if type(message) is ValveCommand:
-        return SAFE_POSITION_OPEN[Valve(message.valve)] != bool(message.open)
+        safe_open = SAFE_POSITION_OPEN.get(message.valve)  # type: ignore[call-overload]
+        # An unknown valve is treated as energising: it gets every check, then a refusal.
+        return safe_open is None or safe_open != bool(message.open)
     return type(message) in (StimConfigure, StimStart)
 
 

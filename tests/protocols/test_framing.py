@@ -255,3 +255,34 @@ def test_empty_frames_between_delimiters_are_not_errors() -> None:
     frames, decoder = _decode_all(b"\x00\x00" + encode(ACK, 1, 1) + b"\x00")
     assert len(frames) == 1
     assert decoder.bad == 0
+
+
+def test_a_device_can_keep_the_header_of_a_refused_frame_to_nack_it() -> None:
+    decoder = StreamDecoder(keep_rejects=True)
+    decoder.feed(_raw_frame(2, MsgType.VALVE, bytes(10)) + _raw_frame(1, 0x7F, b"\x01"))
+    decoder.feed(_raw_frame(1, MsgType.TELEMETRY, bytes(24), crc_xor=1))  # CRC bad: no header
+    assert [(kind, h.msg_type, h.seq) for kind, h in decoder.rejects] == [
+        ("version", MsgType.VALVE, 1),
+        ("unknown_type", 0x7F, 1),
+    ]
+    assert StreamDecoder().rejects == []
+
+
+@pytest.mark.parametrize(
+    ("message", "energising"),
+    [
+        (ValveCommand(Valve.SUPPLY, True), True),
+        (ValveCommand(Valve.INLET, True), True),
+        (ValveCommand(Valve.VENT, False), True),
+        (ValveCommand(Valve.SUPPLY, False), False),
+        (ValveCommand(Valve.VENT, True), False),
+        (ValveCommand(9, False), True),  # unknown valve: never assumed harmless, never raises
+        (SafeState(), False),
+        (Heartbeat(), False),
+    ],
+)
+def test_energising_classification(message: object, energising: bool) -> None:
+    """SR-26: what counts as energising decides which checks a command gets."""
+    from protocols import is_energising
+
+    assert is_energising(message) is energising  # type: ignore[arg-type]
