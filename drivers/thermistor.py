@@ -13,10 +13,15 @@ from __future__ import annotations
 import math
 from collections import deque
 from enum import IntFlag
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from protocols.frontend import RAIL_HIGH_MIN, RAIL_LOW_MAX, ThermistorFrontEnd
+from protocols.frontend import RAIL_HIGH_MIN, RAIL_LOW_MAX, ThermistorFrontEnd, at_rail
+
+#: SR-10: the chain must resolve this range inside the rails at this resolution or better.
+RESOLVE_RANGE_C = (-100.0, 70.0)
+RESOLUTION_C = 0.5
 
 
 class ThermistorParams(BaseModel):
@@ -29,6 +34,26 @@ class ThermistorParams(BaseModel):
     r_ref_ohm: float = Field(
         100_000.0, gt=1000.0, le=1e7, description="divider reference resistor, Ohm"
     )
+
+    @model_validator(mode="after")
+    def _resolves_the_range(self) -> Self:
+        """SR-10: -100..+70 C inside the rails at 0.5 C or better (worst at the ends)."""
+        front = ThermistorFrontEnd(self.r_ref_ohm, self.r25_ohm, self.b_k)
+        for tip_c in RESOLVE_RANGE_C:
+            counts = front.c_to_counts(tip_c)
+            if at_rail(counts) or at_rail(counts - 1) or at_rail(counts + 1):
+                raise ValueError(
+                    f"with r25_ohm={self.r25_ohm:g}, b_k={self.b_k:g}, "
+                    f"r_ref_ohm={self.r_ref_ohm:g}: {tip_c:+g} C reads {counts} counts, "
+                    "at an ADC rail (SR-10 needs -100..+70 C inside the rails)"
+                )
+            step = abs(front.counts_to_c(counts + 1) - front.counts_to_c(counts - 1)) / 2
+            if step > RESOLUTION_C:
+                raise ValueError(
+                    f"with these coefficients one count spans {step:.2f} C at {tip_c:+g} C; "
+                    f"SR-10 needs {RESOLUTION_C} C or better"
+                )
+        return self
 
 
 class TipFlag(IntFlag):

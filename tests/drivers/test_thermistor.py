@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from drivers.thermistor import Thermistor, ThermistorParams, TipFlag
 from protocols.frontend import ADC_MAX, DEFAULT_THERMISTOR, ThermistorFrontEnd
@@ -26,9 +27,14 @@ def test_defaults_are_the_normative_front_end() -> None:
 
 @settings(max_examples=300)
 @given(st.floats(-100.0, 70.0), st.floats(5_000.0, 20_000.0), st.floats(3000.0, 4000.0))
-def test_round_trip_with_any_probe_coefficients(tip_c: float, r25: float, b: float) -> None:
+def test_round_trip_with_any_valid_probe_coefficients(tip_c: float, r25: float, b: float) -> None:
     front = ThermistorFrontEnd(100_000.0, r25, b)
-    th = Thermistor(ThermistorParams(r25_ohm=r25, b_k=b), floor_c=N2O_FLOOR)
+    try:
+        params = ThermistorParams(r25_ohm=r25, b_k=b)
+    except ValidationError:
+        assume(False)  # coefficients that cannot resolve -100..+70 C are refused (below)
+        raise
+    th = Thermistor(params, floor_c=N2O_FLOOR)
     counts = front.c_to_counts(tip_c)
     step = abs(front.counts_to_c(counts + 1) - front.counts_to_c(counts - 1))
     assert abs(th.to_c(counts) - tip_c) <= max(step, 1e-9)
@@ -107,10 +113,16 @@ def test_rate_rule_matches_a_brute_force_window(steps: list[tuple[int, float]]) 
         assert bool(flags & TipFlag.TOO_FAST) == (max(window) - min(window) > 10.0)
 
 
+def test_coefficients_that_cannot_resolve_the_range_are_refused() -> None:
+    """SR-10: the sensor chain must resolve -100..+70 C inside the rails at 0.5 C or better."""
+    with pytest.raises(ValidationError, match="at an ADC rail"):
+        ThermistorParams(r25_ohm=16_000.0, b_k=4000.0)
+    with pytest.raises(ValidationError, match="at an ADC rail"):
+        ThermistorParams(r_ref_ohm=5_000.0)
+
+
 @pytest.mark.parametrize("field", ["r25_ohm", "b_k", "r_ref_ohm"])
 def test_bad_coefficients_are_refused(field: str) -> None:
-    from pydantic import ValidationError
-
     for bad in (float("nan"), float("inf"), -1.0, "10000"):
         with pytest.raises(ValidationError):
             ThermistorParams(**{field: bad})  # type: ignore[arg-type]
