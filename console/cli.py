@@ -25,6 +25,7 @@ from importlib import metadata
 from typing import TypeAlias
 
 import console
+from console import device_sim
 
 PROG = "probe-console"
 DISTRIBUTION = "probe-console"
@@ -36,7 +37,7 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 Registrar: TypeAlias = Callable[[Subparsers], None]
 
-COMMANDS: tuple[Registrar, ...] = ()
+COMMANDS: tuple[Registrar, ...] = (device_sim.register,)
 """Registration functions of the commands, in the order ``--help`` lists them."""
 
 
