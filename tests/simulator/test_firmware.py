@@ -376,3 +376,19 @@ def test_reset_reboots_into_the_safe_state_with_a_new_nonce() -> None:
     assert not bench.dev.physics.valve_commanded_open("inlet")
     assert bench.dev.firmware.device_ms(bench.dev.now_s) < 100
     assert not any(isinstance(e, Identified) for e in bench.events[-3:])
+
+
+def test_sensor_defaults_are_the_normative_front_end() -> None:
+    """docs/protocol.md 7: the simulated board uses exactly the normative front end."""
+    from protocols.frontend import DEFAULT_THERMISTOR, EXHAUST_CHANNEL, SUPPLY_CHANNEL
+    from simulator.sensors import SensorParams
+
+    params = SensorParams()
+    assert params.thermistor == DEFAULT_THERMISTOR
+    assert (params.supply, params.exhaust) == (SUPPLY_CHANNEL, EXHAUST_CHANNEL)
+    bench = connected()
+    bench.run(0.5)
+    truth = bench.dev.physics
+    assert bench.tip_c() == pytest.approx(truth.tip_c, abs=0.3)
+    assert bench.supply_psi() == pytest.approx(truth.supply_psi, abs=1.0)
+    assert bench.exhaust_psi() == pytest.approx(truth.exhaust_psi, abs=1.0)
