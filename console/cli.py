@@ -25,7 +25,7 @@ from importlib import metadata
 from typing import TypeAlias
 
 import console
-from console import device_sim
+from console import bench_cmds, config_cmd, device_sim
 
 PROG = "probe-console"
 DISTRIBUTION = "probe-console"
@@ -37,7 +37,11 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 Registrar: TypeAlias = Callable[[Subparsers], None]
 
-COMMANDS: tuple[Registrar, ...] = (device_sim.register,)
+COMMANDS: tuple[Registrar, ...] = (
+    bench_cmds.register,
+    device_sim.register,
+    config_cmd.register,
+)
 """Registration functions of the commands, in the order ``--help`` lists them."""
 
 
