@@ -35,6 +35,7 @@ class Runtime:
         read_wait_s: float = 0.005,
         on_snapshot: Callable[[Snapshot], None] | None = None,
         on_notice: Callable[[Notice, float], None] | None = None,
+        take_output: Callable[[], bytes] | None = None,
     ) -> None:
         self.transport = transport
         self.connection = connection
@@ -42,6 +43,7 @@ class Runtime:
         self.read_wait_s = read_wait_s
         self.on_snapshot = on_snapshot
         self.on_notice = on_notice
+        self.take_output = take_output
         self.stop_signal: int | None = None
 
     def now(self) -> float:
@@ -60,14 +62,19 @@ class Runtime:
         conn = self.connection
         snaps, notices, out = conn.feed(data, now)
         self.write(out)  # decisions first
-        out, more = conn.poll(now)
-        self.write(out)
         if self.on_snapshot is not None:
             for snap in snaps:
                 self.on_snapshot(snap)
         if self.on_notice is not None:
-            for notice in (*notices, *more):
+            for notice in notices:
                 self.on_notice(notice, now)
+        out, more = conn.poll(now)
+        self.write(out)
+        if self.on_notice is not None:
+            for notice in more:
+                self.on_notice(notice, now)
+        if self.take_output is not None:
+            self.write(self.take_output())
 
     def send(self, command: Message) -> None:
         self.write(self.connection.send(command, self.clock()))

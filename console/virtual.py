@@ -39,6 +39,7 @@ class VirtualRunner:
         dt_s: float = 0.005,
         on_snapshot: SnapshotSink | None = None,
         on_notice: NoticeSink | None = None,
+        take_output: Callable[[], bytes] | None = None,
     ) -> None:
         self.connection = connection
         self.device = device
@@ -46,6 +47,8 @@ class VirtualRunner:
         self.now = 0.0
         self.on_snapshot = on_snapshot
         self.on_notice = on_notice
+        #: The decisions the callbacks took (commands), written in the same turn.
+        self.take_output = take_output
         self.snapshots = 0
 
     def start(self) -> None:
@@ -56,21 +59,26 @@ class VirtualRunner:
             self.device.receive(data)
 
     def step(self) -> None:
-        """One turn: time passes, read, decide, write (decisions first, slow work after)."""
+        """One turn: time passes, read, decide, write; the same order as the real-time loop."""
         self.device.advance(self.dt_s)
-        self.now += self.dt_s
+        self.now = now = self.now + self.dt_s
         conn = self.connection
-        snaps, notices, out = conn.feed(self.device.transmit(), self.now)
-        self.write(out)
-        out, more = conn.poll(self.now)
+        snaps, notices, out = conn.feed(self.device.transmit(), now)
         self.write(out)
         self.snapshots += len(snaps)
         if self.on_snapshot is not None:
             for snap in snaps:
                 self.on_snapshot(snap)
         if self.on_notice is not None:
-            for notice in (*notices, *more):
-                self.on_notice(notice, self.now)
+            for notice in notices:
+                self.on_notice(notice, now)
+        out, more = conn.poll(now)
+        self.write(out)
+        if self.on_notice is not None:
+            for notice in more:
+                self.on_notice(notice, now)
+        if self.take_output is not None:
+            self.write(self.take_output())
 
     def run(self, seconds: float) -> None:
         for _ in range(round(seconds / self.dt_s)):
