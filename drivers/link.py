@@ -273,7 +273,12 @@ class Link:
         if not frames:
             return []
         events: list[LinkEvent] = []
+        unchecked = self.decoder.expected_nonce is None  # decoded before any session began
         for frame in frames:
+            # A session opened earlier in this chunk: its rules apply to the rest of it.
+            session_began = unchecked and self.decoder.expected_nonce is not None
+            if session_began and not self.decoder.admit(frame):
+                continue
             message = frame.message
             if self.tracer is not None:
                 self.tracer("rx", now, frame.seq, message)

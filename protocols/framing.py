@@ -217,17 +217,10 @@ class StreamDecoder:
                     self.rejects.append((result, Header._make(_unpack_header(cobs.decode(raw)))))
                 continue
             if self.expected_nonce is not None:
-                if result.nonce != self.expected_nonce:
-                    if result.msg_type not in VERSION_INDEPENDENT_TYPES:
-                        errors["nonce"] += 1
-                        continue
-                else:
-                    step = (result.seq - (self.last_seq or 0)) % SEQ_MODULUS
-                    if step == 0 or step >= SEQ_MODULUS // 2:
-                        errors["duplicate"] += 1
-                        continue
-                    self.lost += step - 1
-                    self.last_seq = result.seq
+                refused = self._session_check(result)
+                if refused is not None:
+                    errors[refused] += 1
+                    continue
             self.good += 1
             frames.append(result)
         self._buf = b""
@@ -236,6 +229,33 @@ class StreamDecoder:
         else:
             self._buf = tail
         return frames
+
+    def _session_check(self, frame: Frame) -> str | None:
+        """The session's nonce and sequence rules: None if admitted, else the error kind."""
+        if frame.nonce != self.expected_nonce:
+            return None if frame.msg_type in VERSION_INDEPENDENT_TYPES else "nonce"
+        step = (frame.seq - (self.last_seq or 0)) % SEQ_MODULUS
+        if step == 0 or step >= SEQ_MODULUS // 2:
+            return "duplicate"
+        self.lost += step - 1
+        self.last_seq = frame.seq
+        return None
+
+    def admit(self, frame: Frame) -> bool:
+        """Apply the session's rules to a frame `feed` returned before the session began.
+
+        A chunk can hold the identity that opens a session and frames after it; `feed`
+        decoded them all before the caller could `start_session`. The caller passes those
+        later frames through here, so they get the same checks (and counts) as any other.
+        """
+        if self.expected_nonce is None:
+            return True
+        refused = self._session_check(frame)
+        if refused is None:
+            return True
+        self.good -= 1
+        self.errors[refused] += 1
+        return False
 
     def _overflow(self) -> None:
         self.errors["oversize"] += 1

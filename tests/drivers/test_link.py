@@ -284,3 +284,20 @@ def test_every_frame_can_be_traced() -> None:
 def test_layout_table_covers_every_message_the_link_sends() -> None:
     for cls in (SafeState, ValveCommand, StimStart, Heartbeat, Hello):
         assert cls in LAYOUT_BY_CLASS
+
+
+def test_frames_after_the_identity_in_the_same_chunk_get_the_session_rules() -> None:
+    """SR-26: a frame of another nonce is refused even when it arrives with the identity."""
+    link = Link()
+    dev = FakeDevice()
+    dev.take(link.hello(0xABC, 0.0))
+    chunk = (
+        dev.identity(0xABC)
+        + dev.send(Telemetry(1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), nonce=0)
+        + dev.telemetry(5)
+    )
+    events = link.receive(chunk, 0.0)
+    assert [type(e).__name__ for e in events] == ["Identified", "Telemetry"]
+    assert events[1].device_ms == 5  # type: ignore[union-attr]
+    assert link.health().bad_by_kind == {"nonce": 1}
+    assert link.health().good == 2
