@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,14 @@ class CommandExit(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _positive(name: str, value: float | None, high: float, unit: str) -> None:
+    """Refuse NaN, infinity, zero and negatives for a duration or rate option (SR-30)."""
+    if value is None:
+        return
+    if not (value == value and 0.0 < value <= high):
+        raise CommandExit(EXIT_USAGE, f"{name} = {value} out of range (0, {high:g}] {unit}")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +102,17 @@ def _device(args: argparse.Namespace, config: ConsoleConfig, command: str) -> It
         lock.acquire(command)
     except PortOwnedError as exc:
         raise CommandExit(EXIT_OWNED, str(exc)) from None
-    trace = FrameTrace(args.trace) if args.trace else None
+    except OSError as exc:
+        raise CommandExit(
+            EXIT_USAGE,
+            f"cannot create the port lock {lock.path}: {exc.strerror or exc}; "
+            "set PROBE_CONSOLE_SOCKET (its folder holds locks/) to a writable place",
+        ) from None
+    try:
+        trace = FrameTrace(args.trace) if args.trace else None
+    except OSError as exc:
+        lock.release()
+        raise CommandExit(EXIT_USAGE, f"--trace {args.trace}: {exc.strerror or exc}") from None
     try:
         try:
             registry = ProbeRegistry(connect(args.db or default_db_path()))
@@ -138,6 +157,14 @@ def _wait_identified(runtime: Runtime, timeout_s: float, port: str) -> None:
     if not runtime.run_until(identified, timeout_s):
         if runtime.stop_signal is not None:
             raise CommandExit(EXIT_EARLY, "stopped by a signal before the device answered")
+        if conn.identity is not None:
+            raise CommandExit(
+                EXIT_DEVICE,
+                f"{port} identified as {conn.identity.device_serial}, but telemetry did not "
+                f"confirm the safe state within {timeout_s:g} s (SR-01): supply and inlet "
+                "reported closed, vent reported open, stimulation off and the device's "
+                "safe-state status bit; check the valve position switches (--trace shows them)",
+            )
         raise CommandExit(
             EXIT_DEVICE,
             f"no identity from {port} within {timeout_s:g} s: check the cable, the baud rate "
@@ -154,11 +181,19 @@ def _load(args: argparse.Namespace, **overrides: object) -> ConsoleConfig:
 
 def _run(args: argparse.Namespace, body: str) -> int:
     """Map the command's outcome to the exit codes of interfaces.md; no traceback."""
+    name = "calibrate pressure" if body == "calibrate" else body
     try:
+        _positive("--timeout-s", args.timeout_s, 3600.0, "s")
+        _positive("--duration-s", getattr(args, "duration_s", None), 1e7, "s")
+        _positive("--rate-hz", getattr(args, "rate_hz", None), 100.0, "Hz")
         return {"identify": _identify, "monitor": _monitor, "calibrate": _calibrate}[body](args)
     except CommandExit as exc:
-        print(f"probe-console {body}: {exc}", file=sys.stderr)
+        print(f"probe-console {name}: {exc}", file=sys.stderr)
         return exc.code
+    except BrokenPipeError:
+        # The reader went away (`monitor | head`): the device was left safe on the way out.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush
+        return EXIT_OK
 
 
 def identify(args: argparse.Namespace) -> int:
@@ -230,10 +265,12 @@ def reading_line(s: Snapshot, t0: float = 0.0) -> str:
         flags.append(f"pressure_flags={s.supply_flags}/{s.exhaust_flags}")
     if s.fault_flags:
         flags.append(f"device_faults={s.fault_flags}")
+    lead = "open" if s.lead_ohm == float("inf") else f"{s.lead_ohm:.0f}ohm"
     return (
-        f"t={s.t_s - t0:.2f}s device_ms={s.device_ms} tip={tip} supply={s.supply_psi:.1f}psig "
+        f"t={max(0.0, s.t_s - t0):.2f}s device_ms={s.device_ms} tip={tip} "
+        f"supply={s.supply_psi:.1f}psig "
         f"exhaust={s.exhaust_psi:.1f}psig {_valves(s)} stim={'on' if s.stim_on else 'off'} "
-        f"lead={s.lead_ohm:.0f}ohm" + (" " + " ".join(flags) if flags else "")
+        f"lead={lead}" + (" " + " ".join(flags) if flags else "")
     )
 
 
@@ -256,8 +293,6 @@ def notice_line(notice: Notice) -> str | None:
 
 def _monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     stream = out or sys.stdout
-    if not args.rate_hz > 0:
-        raise CommandExit(EXIT_USAGE, f"--rate-hz = {args.rate_hz} must be above 0")
     config = _load(args)
     period = 1.0 / args.rate_hz
     with _device(args, config, "monitor") as runtime:
@@ -292,6 +327,10 @@ def _calibrate(args: argparse.Namespace) -> int:
         )
     if not 10 <= args.samples <= 10_000:
         raise CommandExit(EXIT_USAGE, f"--samples = {args.samples} out of range 10..10000")
+    if not args.out.parent.is_dir() or not os.access(args.out.parent, os.W_OK):
+        raise CommandExit(
+            EXIT_USAGE, f"--out {args.out}: its folder does not exist or is not writable"
+        )
     supply: list[float] = []
     exhaust: list[float] = []
     with _device(args, config, "calibrate pressure") as runtime:
@@ -299,6 +338,15 @@ def _calibrate(args: argparse.Namespace) -> int:
         # The safe state vents the line; let it settle before measuring.
         settle_end = runtime.now() + 2.0
         runtime.run_until(lambda: runtime.now() >= settle_end, 3.0)
+
+        last = runtime.connection.last
+        if last is not None and (last.supply_flags or last.exhaust_flags):
+            raise CommandExit(
+                EXIT_DEVICE,
+                f"a pressure sensor reads at an ADC rail or out of range (supply flags "
+                f"{last.supply_flags}, exhaust flags {last.exhaust_flags}): check its wiring "
+                "before calibrating",
+            )
 
         def collect(s: Snapshot) -> None:
             if s.vent_open and not (s.inlet_open or s.supply_open):

@@ -49,7 +49,7 @@ _READ_CHUNK = 4096
 # not block forever on it: it has a valve to close.
 _DEFAULT_WRITE_TIMEOUT_S = 1.0
 
-_URL_HINT = "check the port path, or use a pty path, socket://host:port or loop://"
+_URL_HINT = "check the port path (/dev/ttyUSB0, a pty path) or use socket://host:port"
 
 
 @runtime_checkable

@@ -199,3 +199,39 @@ def test_a_bad_configuration_exits_2(env: dict[str, str], tmp_path: Path) -> Non
     bad.write_text("[procedure]\nfreeze_s = nan\n")
     done = run(["identify", "--port", "/dev/null", "--config", str(bad)], env)
     assert done.returncode == 2 and "procedure.freeze_s" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ["identify", "--port", "/dev/null", "--timeout-s", "nan"],
+            "--timeout-s = nan out of range",
+        ),
+        (["identify", "--port", "/dev/null", "--timeout-s", "0"], "--timeout-s = 0.0 out of range"),
+        (
+            ["monitor", "--port", "/dev/null", "--duration-s", "-5"],
+            "--duration-s = -5.0 out of range",
+        ),
+        (["monitor", "--port", "/dev/null", "--rate-hz", "inf"], "--rate-hz = inf out of range"),
+        (["identify", "--port", "/dev/null", "--trace", "/nonexistent/dir/t.jsonl"], "--trace"),
+    ],
+)
+def test_bad_options_exit_2_without_a_traceback(
+    args: list[str], words: str, env: dict[str, str]
+) -> None:
+    """SR-23/SR-30: a clear error, exit 2, nothing started."""
+    done = run(args, env)
+    assert done.returncode == 2, done.stderr
+    assert words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_device_whose_safe_state_is_not_confirmed_is_named_as_such(env: dict[str, str]) -> None:
+    """SR-01: identified, but telemetry never confirms the safe state: exit 3, and says why."""
+    s = start_sim("--fault", "valve_stuck_closed:valve=vent")
+    try:
+        done = run(["identify", "--port", s.url, "--timeout-s", "2"], env)
+    finally:
+        stop_sim(s)
+    assert done.returncode == 3
+    assert "did not confirm the safe state" in done.stderr and "no identity" not in done.stderr
