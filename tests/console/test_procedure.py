@@ -402,3 +402,61 @@ def test_a_failed_leak_test_goes_back_to_ready_with_alm_leak() -> None:
         **rig.of("procedure_finished")[-1],
         "outcome": "faulted",
     }
+
+
+def test_link_loss_mid_freeze_takes_the_fault_path_and_never_resumes() -> None:
+    """SR-03: ALM_LINK_LOST, safe state, the procedure ends faulted after its locked thaw;
+    when the link comes back the device is re-identified and nothing resumes."""
+    rig = Rig("link_drop:duration_s=1,dir=to_host@freeze1+2")
+    rig.localize()
+    rig.act("start_freeze")
+    rig.run_until("freeze_1")
+    rig.run(3.0)
+    assert rig.state == "fault" and rig.proc.end_reason == "link_lost"
+    assert "ALM_LINK_LOST" in rig.alarms_raised()
+    assert rig.of("safe_state_commanded")[0]["reason"] == "connect"
+    assert any(e["reason"] == "link_lost" for e in rig.of("safe_state_commanded"))
+    rig.run(3.0)
+    assert len(rig.of("device_identified")) == 2
+    assert rig.state == "fault" and rig.proc.locked  # no freeze resumed, still locked
+    status = rig.device.status()
+    assert not status["valves"]["supply"]["open"] and status["valves"]["vent"]["open"]
+
+
+def test_every_supply_open_carries_freeze_s_plus_2_s() -> None:
+    """SR-25: the device closes the supply by itself 2 s after the freeze should have ended."""
+    from protocols import ValveCommand
+
+    rig = Rig()
+    sent: list[ValveCommand] = []
+    link = rig.connection.link
+    original = link.send
+
+    def spy(command: object, now: float) -> tuple[int, bytes]:
+        if isinstance(command, ValveCommand) and command.valve == 0 and command.open:
+            sent.append(command)
+        return original(command, now)  # type: ignore[arg-type]
+
+    link.send = spy  # type: ignore[method-assign]
+    rig.localize()
+    rig.act("start_freeze")
+    rig.run_until("thaw_1")
+    assert [c.max_open_ms for c in sent] == [round((rig.config.procedure.freeze_s + 2) * 1000)]
+
+
+def test_the_leak_test_is_due_again_after_a_reconnect() -> None:
+    """SR-24: once per device session and after any reconnect."""
+    rig = Rig("link_drop:duration_s=1,dir=to_host@40")
+    rig.run_until("ready")
+    rig.arm()
+    rig.run_until("armed")
+    rig.act("abort")
+    assert rig.act("request_withdraw")[0]
+    rig.run(45.0 - rig.runner.now)
+    assert len(rig.of("device_identified")) == 2
+    rig.run_until("ready")
+    accepted, reason = rig.arm()
+    assert not accepted and "ALM_LINK_LOST" in reason  # latched: a new freeze waits for the ack
+    assert rig.act("ack_alarm", alarm="ALM_LINK_LOST")[0]
+    assert rig.arm()[0]
+    assert rig.state == "leak_test"
