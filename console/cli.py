@@ -25,7 +25,7 @@ from importlib import metadata
 from typing import TypeAlias
 
 import console
-from console import bench_cmds, config_cmd, device_sim
+from console import bench_cmds, config_cmd, device_sim, simulate_cmd
 
 PROG = "probe-console"
 DISTRIBUTION = "probe-console"
@@ -38,6 +38,7 @@ Handler: TypeAlias = Callable[[argparse.Namespace], int]
 Registrar: TypeAlias = Callable[[Subparsers], None]
 
 COMMANDS: tuple[Registrar, ...] = (
+    simulate_cmd.register,
     bench_cmds.register,
     device_sim.register,
     config_cmd.register,

@@ -173,6 +173,7 @@ class Procedure:
         self.cycles = self.base_params.cycles
         self.params = self.base_params
         self.started = False
+        self.finished: tuple[str, str] | None = None
         self.freeze_requested = False
         self.localized = False
         self.threshold_ma: float | None = None
@@ -577,5 +578,19 @@ class Procedure:
         return True, ""
 
     def _finish(self, outcome: str, reason: str) -> None:
+        self.finished = (outcome, reason)
         self.emit("procedure_finished", outcome=outcome, reason=reason)
         self.started = False
+
+    def end_now(self, reason: str) -> None:
+        """The run ends without the operator (a signal, `--max-virtual-s`): outcome aborted.
+
+        The safe state is commanded first if a procedure is running; the lock stays as
+        measured, so the caller can exit 5 when the probe is still frozen.
+        """
+        if self.state in RUNNING:
+            self.stop("abort", reason, None)
+        else:
+            self.act_on.safe_state(reason, None)
+        if self.started or self.state in ENDS or self.state == "complete":
+            self._finish("aborted", reason)

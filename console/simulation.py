@@ -4,7 +4,8 @@ The composition root of `simulate` and of the scenario tests: it is the one
 place (besides the CLI and test fixtures) that builds a `SimulatedDevice` and
 wires it to the console (DESIGN.md). Everything is deterministic from the
 seed: the device's noise and nonces, the console's hello nonces, the
-operator's timing.
+operator's timing. The loop itself never reads a clock; `pace` (real-time or
+`--speed`) and `stop` (signals) are the caller's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 from console.config import ConsoleConfig
 from console.controller import Controller
 from console.operator import ScriptedOperator
-from console.procedure import ENDS, OUTCOME_OF_END
 from console.virtual import VirtualRunner
 from console.wiring import connection_for, counter_nonces
 from simulator.device import SimConfig, SimulatedDevice
@@ -24,6 +24,7 @@ from simulator.device import SimConfig, SimulatedDevice
 EXIT_COMPLETED, EXIT_EARLY, EXIT_LOCKED = 0, 1, 5
 
 Event = dict[str, Any]
+Sink = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass
@@ -37,22 +38,120 @@ class SimulationResult:
 
 
 class EventLog:
-    """Stamps events with the envelope of interfaces.md (`event`, `t_s`, `seq`) and keeps them."""
+    """Keeps events in memory with the envelope's `event`, `t_s` and `seq` (tests, summaries)."""
 
-    def __init__(
-        self, clock: Callable[[], float], forward: Callable[[Event], None] | None = None
-    ) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
-        self.forward = forward
         self.events: list[Event] = []
-        self._seq = 0
 
     def __call__(self, name: str, fields: dict[str, Any]) -> None:
-        self._seq += 1
-        event = {"event": name, "t_s": round(self.clock(), 6), "seq": self._seq, **fields}
-        self.events.append(event)
-        if self.forward is not None:
-            self.forward(event)
+        self.events.append(
+            {"event": name, "t_s": round(self.clock(), 6), "seq": len(self.events) + 1, **fields}
+        )
+
+
+class Simulation:
+    """The parts of one simulated run, built and wired; `run` drives them."""
+
+    def __init__(
+        self,
+        config: ConsoleConfig,
+        sim: SimConfig,
+        *,
+        sink: Sink | None = None,
+        dt_s: float = 0.01,
+        operator: ScriptedOperator | None = None,
+    ) -> None:
+        self.config = config
+        self.device = SimulatedDevice(sim)
+        self.connection = connection_for(config, registry=None, nonces=counter_nonces(sim.seed))
+        self.log = EventLog(lambda: self.runner.now) if sink is None else None
+        self.sink: Sink = sink or self.log  # type: ignore[assignment]
+        self.controller = Controller(config, self.connection, self.sink)
+        self.runner = VirtualRunner(
+            self.connection,
+            self.device,
+            dt_s=dt_s,
+            on_snapshot=self.controller.on_snapshot,
+            on_notice=self.controller.on_notice,
+            take_output=self.controller.take_output,
+        )
+        physics = self.device.physics
+        self.operator = operator or ScriptedOperator(lambda: physics.nerve_responding)
+        self._faults_seen = 0
+
+    @property
+    def now(self) -> float:
+        return self.runner.now
+
+    def step(self) -> None:
+        runner, controller = self.runner, self.controller
+        runner.step()
+        controller.tick(runner.now)
+        self.operator.step(controller, runner.now)
+        runner.write(controller.take_output())
+        fault_events = self.device.fault_events
+        if len(fault_events) > self._faults_seen:
+            for fe in fault_events[self._faults_seen :]:
+                if fe.started:
+                    self.sink(
+                        "fault_injected", {"fault": fe.name, "params": fe.params, "spec": fe.spec}
+                    )
+            self._faults_seen = len(fault_events)
+
+    def run(
+        self,
+        *,
+        max_virtual_s: float = 3600.0,
+        stop: Callable[[], str | None] | None = None,
+        pace: Callable[[float], None] | None = None,
+        on_step: Callable[[Simulation], None] | None = None,
+    ) -> SimulationResult:
+        self.runner.start()
+        ended = ""
+        while not self.operator.done:
+            if self.runner.now >= max_virtual_s - 1e-9:
+                ended = "max_virtual_s"
+                break
+            reason = stop() if stop is not None else None
+            if reason:
+                ended = reason
+                break
+            self.step()
+            if pace is not None:
+                pace(self.runner.now)
+            if on_step is not None:
+                on_step(self)
+        if ended:
+            self._end_early(ended)
+        return self.result()
+
+    def _end_early(self, reason: str) -> None:
+        """A signal or the time limit: the safe state, verified from telemetry, then the end."""
+        proc = self.controller.procedure
+        proc.end_now(reason)
+        self.runner.write(self.controller.take_output())
+        for _ in range(round(1.0 / self.runner.dt_s)):
+            self.step()
+            last = self.connection.last
+            if (
+                last is not None
+                and not (last.supply_open or last.inlet_open or last.stim_on)
+                and last.vent_open
+            ):
+                break
+
+    def result(self) -> SimulationResult:
+        proc = self.controller.procedure
+        outcome, reason = proc.finished or ("aborted", "not_started")
+        if proc.locked:
+            code = EXIT_LOCKED
+        elif outcome == "completed":
+            code = EXIT_COMPLETED
+        else:
+            code = EXIT_EARLY
+        events = self.log.events if self.log is not None else []
+        return SimulationResult(outcome, reason, code, self.runner.now, proc.locked, events)
 
 
 def run_simulation(
@@ -61,58 +160,7 @@ def run_simulation(
     *,
     max_virtual_s: float = 3600.0,
     dt_s: float = 0.01,
-    forward: Callable[[Event], None] | None = None,
     operator: ScriptedOperator | None = None,
 ) -> SimulationResult:
-    device = SimulatedDevice(sim)
-    connection = connection_for(config, registry=None, nonces=counter_nonces(sim.seed))
-    runner: VirtualRunner
-    log = EventLog(lambda: runner.now, forward)
-    controller = Controller(config, connection, log)
-    runner = VirtualRunner(
-        connection,
-        device,
-        dt_s=dt_s,
-        on_snapshot=controller.on_snapshot,
-        on_notice=controller.on_notice,
-        take_output=controller.take_output,
-    )
-    physics = device.physics
-    op = operator or ScriptedOperator(lambda: physics.nerve_responding)
-    fault_events_seen = 0
-    runner.start()
-    while runner.now < max_virtual_s and not op.done:
-        runner.step()
-        controller.tick(runner.now)
-        op.step(controller, runner.now)
-        runner.write(controller.take_output())
-        if len(device.fault_events) > fault_events_seen:
-            for fe in device.fault_events[fault_events_seen:]:
-                if fe.started:
-                    log("fault_injected", {"fault": fe.name, "params": fe.params, "spec": fe.spec})
-            fault_events_seen = len(device.fault_events)
-    return _result(controller, runner.now, log.events, timed_out=not op.done)
-
-
-def _result(
-    controller: Controller, now: float, events: list[Event], *, timed_out: bool
-) -> SimulationResult:
-    proc = controller.procedure
-    finished = [e for e in events if e["event"] == "procedure_finished"]
-    if timed_out:
-        outcome, reason = "aborted", "max_virtual_s"
-        if proc.state not in ENDS and proc.state != "complete" and proc.in_procedure:
-            proc.stop("abort", "max_virtual_s", None)
-    elif finished:
-        outcome, reason = finished[-1]["outcome"], finished[-1]["reason"]
-    elif proc.state in ENDS:
-        outcome, reason = OUTCOME_OF_END[proc.state], proc.end_reason
-    else:
-        outcome, reason = "aborted", "not_started"
-    if proc.locked:
-        code = EXIT_LOCKED
-    elif outcome == "completed":
-        code = EXIT_COMPLETED
-    else:
-        code = EXIT_EARLY
-    return SimulationResult(outcome, reason, code, now, proc.locked, events)
+    """One procedure, events kept in memory: what the tests and scenarios use."""
+    return Simulation(config, sim, dt_s=dt_s, operator=operator).run(max_virtual_s=max_virtual_s)
