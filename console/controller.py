@@ -29,7 +29,8 @@ from console.connection import (
     SafeStateReported,
     SafeStateUnverified,
 )
-from console.procedure import Procedure
+from console.interlocks import Clear, Context, Decision, Interlocks
+from console.procedure import FREEZES, RUNNING, Procedure
 from drivers.link import Acked, CommandFailed, Nacked
 from drivers.snapshot import Snapshot
 from drivers.stimulator import StimSettings, Stimulator
@@ -53,6 +54,21 @@ _OPEN_ORDER = (Valve.VENT, Valve.INLET, Valve.SUPPLY)
 _VALVE_NAMES = {Valve.SUPPLY: "supply", Valve.INLET: "inlet", Valve.VENT: "vent"}
 _TELEMETRY_EVERY_MS = 100  # telemetry events at 10 Hz (interfaces.md)
 _HEALTH_EVERY_S = 5.0
+_QUALITY_EVERY_S = 1.0
+
+#: Alarms whose table action ends the procedure with the safe state (safety-requirements.md).
+STOPPING = frozenset(
+    {
+        "ALM_SUPPLY_OVERPRESSURE",
+        "ALM_EXHAUST_OVERPRESSURE",
+        "ALM_NO_FLOW",
+        "ALM_VALVE_FAULT",
+        "ALM_TEMP_SENSOR",
+        "ALM_STIM_DURING_FREEZE",
+        "ALM_PRESSURE_SENSOR",
+        "ALM_DEVICE_FAULT",
+    }
+)
 
 
 class Controller:
@@ -85,6 +101,13 @@ class Controller:
         self._health_at = now + _HEALTH_EVERY_S
         self.stim_settings: StimSettings | None = None
         self._stim_on = False
+        self.interlocks = Interlocks(
+            config.interlocks, config.gas_profile, config.stimulation.lead_max_ohm
+        )
+        self._open_ms: int | None = None  # first reported supply open of the current freeze
+        self._valve_fault = False
+        self._awaiting_safe = False
+        self._quality_at = now + _QUALITY_EVERY_S
 
     # --- events -------------------------------------------------------------------------------
 
@@ -93,6 +116,10 @@ class Controller:
 
     def _alarm_event(self, name: str, fields: dict[str, Any]) -> None:
         self._sink(name, fields)
+        if name == "alarm_cleared":
+            self.interlocks.forget(str(fields["alarm"]))  # it may trip again from now on
+            if fields["alarm"] == "ALM_VALVE_FAULT":
+                self._valve_fault = False
 
     def take_output(self) -> bytes:
         out = b"".join(self._out)
@@ -114,6 +141,7 @@ class Controller:
     def safe_state(self, reason: str, alarm: str | None) -> None:
         wire, _ = self.connection.safe_state(self.now, reason, alarm)
         self._out.append(wire)
+        self._awaiting_safe = True
         self.emit("safe_state_commanded", reason=reason, alarm=alarm)
 
     def valves(self, *, supply: bool, inlet: bool, vent: bool, max_open_ms: int = 0) -> None:
@@ -190,7 +218,68 @@ class Controller:
                 vent_open=s.vent_open,
                 stim_on=s.stim_on,
             )
+        if self._awaiting_safe and not (s.supply_open or s.inlet_open or s.stim_on) and s.vent_open:
+            self._awaiting_safe = False
+            self.emit("safe_state_reported", device_ms=s.device_ms)
+        self._judge(s)
         self.procedure.on_snapshot(s)
+
+    # --- interlocks -------------------------------------------------------------------------------
+
+    def _judge(self, s: Snapshot) -> None:
+        """Every rule on every sample; the decisions' actions are written in this same step."""
+        proc = self.procedure
+        freezing = proc.state in FREEZES
+        if not freezing:
+            self._open_ms = None
+        elif self._open_ms is None and s.supply_open:
+            self._open_ms = s.device_ms
+        ctx = Context(freezing, self._open_ms, self.alarms.is_active("ALM_TEMP_SENSOR"))
+        for verdict in self.interlocks.evaluate(s, ctx):
+            self._apply(verdict)
+        # SR-09: commanded and reported disagree for 100 ms.
+        if not self._valve_fault:
+            mismatches = self.connection.valves.judge(
+                s.supply_open, s.inlet_open, s.vent_open, s.device_ms
+            )
+            if mismatches:
+                m = mismatches[0]
+                self._valve_fault = True
+                self._apply(
+                    Decision(
+                        "ALM_VALVE_FAULT",
+                        float(m.duration_ms),
+                        float(self.connection.valves.mismatch_ms),
+                        s.device_ms,
+                        m.since_device_ms,
+                    )
+                )
+
+    def _apply(self, verdict: Decision | Clear) -> None:
+        """The alarm table's action for a decision (safety-requirements.md, "Alarm table")."""
+        if isinstance(verdict, Clear):
+            if verdict.alarm != "ALM_NO_FLOW":  # that one waits for the acknowledgement
+                self.alarms.condition_cleared(verdict.alarm, self.now)
+            return
+        alarm = verdict.alarm
+        self.alarms.raise_alarm(
+            alarm,
+            self.now,
+            value=verdict.value,
+            limit=verdict.limit,
+            device_ms=verdict.device_ms,
+            first_over_device_ms=verdict.first_over_device_ms,
+        )
+        proc = self.procedure
+        if alarm in STOPPING:
+            if proc.state in RUNNING:
+                proc.stop("fail", alarm.removeprefix("ALM_").lower(), alarm)
+            else:
+                self.safe_state(alarm.removeprefix("ALM_").lower(), alarm)
+        elif alarm == "ALM_SUPPLY_LOW":
+            proc.supply_low()
+        elif alarm == "ALM_STIM_LEAD":
+            self.stim_stop()
 
     def on_notice(self, notice: Notice, t: float) -> None:
         self.now = max(self.now, t)
@@ -273,6 +362,14 @@ class Controller:
         """Once a turn, after the inputs: alarm silences, link health every 5 s."""
         self.now = max(self.now, t)
         self.alarms.tick(self.now)
+        if self.now >= self._quality_at:
+            self._quality_at = self.now + _QUALITY_EVERY_S
+            good, bad, lost, window = self.connection.link.quality()
+            if window >= self.config.link.quality_window_s - 1.0:
+                last = self.connection.last
+                device_ms = last.device_ms if last is not None else 0
+                for verdict in self.interlocks.link_quality(good, bad, lost, window, device_ms):
+                    self._apply(verdict)
         if self.now >= self._health_at:
             self._health_at = self.now + _HEALTH_EVERY_S
             h = self.connection.link.health()
@@ -290,7 +387,10 @@ class Controller:
             )
             self.emit("operator_action", action=action, accepted=False, reason=reason)
             return False, reason
-        return self.procedure.act(action, validated, self.now)
+        accepted, reason = self.procedure.act(action, validated, self.now)
+        if accepted and action == "ack_alarm" and validated.alarm == "ALM_NO_FLOW":  # type: ignore[attr-defined]
+            self.alarms.condition_cleared("ALM_NO_FLOW", self.now)  # "blocked until ack"
+        return accepted, reason
 
 
 def _energises(valve: Valve, is_open: bool) -> bool:

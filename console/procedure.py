@@ -33,6 +33,7 @@ from transitions import EventData, Machine
 from console.actions import ArmParams, StimConfigureParams
 from console.alarms import AlarmManager
 from console.config import GasProfile, InterlockLimits, ProcedureParams, issues_from
+from console.interlocks import Hold
 from drivers.snapshot import Snapshot
 from drivers.stimulator import StimSettings, StimulationError, Stimulator
 
@@ -72,33 +73,6 @@ class Actuators(Protocol):
     def stim_start(self) -> None: ...
 
     def stim_stop(self) -> None: ...
-
-
-class Hold:
-    """The SR preamble's debounce: every sample of the last T inside, and at least 2 samples."""
-
-    __slots__ = ("count", "since")
-
-    def __init__(self) -> None:
-        self.since: float | None = None
-        self.count = 0
-
-    def update(self, inside: bool, t: float) -> None:
-        if inside:
-            if self.since is None:
-                self.since = t
-                self.count = 0
-            self.count += 1
-        else:
-            self.since = None
-            self.count = 0
-
-    def held(self, t: float, duration_s: float) -> bool:
-        return self.since is not None and self.count >= 2 and t - self.since >= duration_s - 1e-9
-
-    def reset(self) -> None:
-        self.since = None
-        self.count = 0
 
 
 class Procedure:
@@ -304,6 +278,7 @@ class Procedure:
         self.tip_hold.update(above, t)
         if (
             not self.thaw_slow_raised
+            and not self.timed_path()  # SR-10: suspended while the thermistor is not trusted
             and self.tip_first_release_t is None
             and t - closed >= self.limits.thaw_slow_s
         ):
@@ -413,6 +388,12 @@ class Procedure:
             self.stop("fail", reason, alarm)
         elif self.state in ("self_test", "ready", "connecting"):
             self.trigger("disconnect")
+
+    def supply_low(self) -> None:
+        """SR-06: this freeze ends early into its thaw; the next waits in `pressurize`."""
+        self.supply_low_seen = True
+        if self.state in FREEZES:
+            self.trigger("freeze_done")
 
     def stop(self, how: str, reason: str, alarm: str | None) -> None:
         """abort, estop or fail: the safe state FIRST, in this control step, then the transition."""

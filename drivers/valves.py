@@ -67,19 +67,27 @@ class Valves:
 
     def update(self, t: Telemetry) -> list[Mismatch]:
         """Mismatches that have lasted at least `mismatch_ms`, as of this sample."""
-        out: list[Mismatch] = []
         bits = t.valves
-        now = t.device_ms
-        for valve in VALVES:
-            reported = bool(bits & _BIT[valve])
-            wanted = self.commanded[valve]
+        return self.judge(
+            bool(bits & _BIT[Valve.SUPPLY]),
+            bool(bits & _BIT[Valve.INLET]),
+            bool(bits & _BIT[Valve.VENT]),
+            t.device_ms,
+        )
+
+    def judge(self, supply: bool, inlet: bool, vent: bool, device_ms: int) -> list[Mismatch]:
+        """`update` for positions already decoded (a snapshot)."""
+        out: list[Mismatch] = []
+        commanded = self.commanded
+        for valve, reported in ((Valve.SUPPLY, supply), (Valve.INLET, inlet), (Valve.VENT, vent)):
+            wanted = commanded[valve]
             if reported == wanted:
                 self._since[valve] = None
                 continue
             since = self._since[valve]
             if since is None:
-                self._since[valve] = since = now
-            duration = now - since
+                self._since[valve] = since = device_ms
+            duration = device_ms - since
             if duration >= self.mismatch_ms:
                 out.append(Mismatch(valve, wanted, reported, since, duration))
         return out
