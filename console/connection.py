@@ -40,7 +40,15 @@ from drivers.link import (
 )
 from drivers.snapshot import Snapshot, Snapshots
 from drivers.valves import Valves, reported_safe
-from protocols import FaultReport, Identity, Message, StatusFlags, Telemetry, is_energising
+from protocols import (
+    EmergencyStop,
+    FaultReport,
+    Identity,
+    Message,
+    StatusFlags,
+    Telemetry,
+    is_energising,
+)
 
 _SAFE_BIT = int(StatusFlags.SAFE_STATE)
 
@@ -154,8 +162,14 @@ class Connection:
         return self.link.send(command, now)[1]
 
     def safe_state(self, now: float, reason: str, alarm: str | None = None) -> tuple[bytes, Notice]:
-        """Command the safe state at once (never refused while a session is open)."""
-        message = self.valves.safe_state()
+        """Command the safe state at once (never refused while a session is open).
+
+        An emergency stop goes as the protocol's `ESTOP` (the same actions, reported by
+        the device as an emergency stop); every other reason as `SAFE_STATE`.
+        """
+        message: Message = self.valves.safe_state()
+        if alarm == "ALM_ESTOP":
+            message = EmergencyStop()
         wire = self.link.send(message, now)[1] if self.link.state == "open" else b""
         return wire, SafeStateCommanded(reason, alarm)
 

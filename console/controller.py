@@ -262,6 +262,12 @@ class Controller:
                 self.alarms.condition_cleared(verdict.alarm, self.now)
             return
         alarm = verdict.alarm
+        proc = self.procedure
+        if alarm in STOPPING:  # the safe state first, in this step; the record after
+            if proc.state in RUNNING:
+                proc.stop("fail", alarm.removeprefix("ALM_").lower(), alarm)
+            else:
+                self.safe_state(alarm.removeprefix("ALM_").lower(), alarm)
         self.alarms.raise_alarm(
             alarm,
             self.now,
@@ -270,13 +276,7 @@ class Controller:
             device_ms=verdict.device_ms,
             first_over_device_ms=verdict.first_over_device_ms,
         )
-        proc = self.procedure
-        if alarm in STOPPING:
-            if proc.state in RUNNING:
-                proc.stop("fail", alarm.removeprefix("ALM_").lower(), alarm)
-            else:
-                self.safe_state(alarm.removeprefix("ALM_").lower(), alarm)
-        elif alarm == "ALM_SUPPLY_LOW":
+        if alarm == "ALM_SUPPLY_LOW":
             proc.supply_low()
         elif alarm == "ALM_STIM_LEAD":
             self.stim_stop()

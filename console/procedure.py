@@ -207,6 +207,7 @@ class Procedure:
             act.valves(supply=False, inlet=True, vent=False)
         elif state == "pressurize":
             self.window_hold.reset()
+            act.stim_stop()  # SR-15: stimulation only in localize
             act.valves(supply=False, inlet=True, vent=False)
         elif state in FREEZES:
             act.stim_stop()  # SR-15: off before the gas; the device refuses an open otherwise
@@ -472,6 +473,7 @@ class Procedure:
             return self._not_here("stim_start")  # SR-15: stimulation only in localize
         if self.stim_settings is None:
             return False, "configure stimulation first (stim_configure)"
+        self.localized = False  # stimulating again: localization must be confirmed again
         self.act_on.stim_start()
         self.trigger("stim_started")
         return True, ""
@@ -510,8 +512,8 @@ class Procedure:
         return True, ""
 
     def _act_estop(self, p: object) -> tuple[bool, str]:
-        self.alarms.raise_alarm("ALM_ESTOP", self.t)  # SR-20
-        self.stop("estop", "estop", "ALM_ESTOP")
+        self.stop("estop", "estop", "ALM_ESTOP")  # SR-20: the stop goes out first
+        self.alarms.raise_alarm("ALM_ESTOP", self.t)
         return True, ""
 
     def _act_ack_alarm(self, p: Any) -> tuple[bool, str]:
@@ -528,7 +530,8 @@ class Procedure:
             if self.state == "estop":
                 self.alarms.condition_cleared("ALM_ESTOP", self.t)  # it still latches until acked
             outcome = "completed" if self.state == "complete" else OUTCOME_OF_END[self.state]
-            self._finish(outcome, self.end_reason or outcome)
+            if self.started:
+                self._finish(outcome, self.end_reason or outcome)
             self.trigger("withdrawn")
             return True, ""
         return False, f"nothing to withdraw from in state {self.state}; abort first"

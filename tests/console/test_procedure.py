@@ -11,7 +11,7 @@ from console.actions import clear_checklist
 from console.config import load_config
 from console.procedure import ENDS, FREEZES, THAWS
 from console.simulation import SimulationResult, run_simulation
-from protocols import SafeState, StreamDecoder
+from protocols import EmergencyStop, StreamDecoder
 from simulator.device import SimConfig
 from tests.console.rig import Rig
 
@@ -271,10 +271,11 @@ def test_emergency_stop_from_every_state(state: str) -> None:
     out = rig.ctl.take_output()
     assert result == (True, "")
     frames = StreamDecoder().feed(out)
-    assert frames and isinstance(frames[0].message, SafeState)
+    assert frames and isinstance(frames[0].message, EmergencyStop)  # the device's own stop
     assert rig.state == "estop" and "ALM_ESTOP" in rig.alarms_raised()
     names = [e["event"] for e in rig.events]
-    assert names.index("safe_state_commanded", len(names) - 6) < len(names) - 1
+    tail = names[names.index("operator_action", len(names) - 8) - 4 :]
+    assert tail.index("safe_state_commanded") < tail.index("alarm_raised")
     assert rig.proc.locked is was_locked
     rig.runner.write(out)
     rig.run(0.1)
