@@ -35,6 +35,7 @@ from drivers.link import Acked, CommandFailed, Nacked
 from drivers.snapshot import Snapshot
 from drivers.stimulator import StimSettings, Stimulator
 from protocols import (
+    DeviceEvent,
     DeviceKind,
     FaultReport,
     Heartbeat,
@@ -234,10 +235,8 @@ class Controller:
             self._open_ms = None
         elif self._open_ms is None and s.supply_open:
             self._open_ms = s.device_ms
-        ctx = Context(freezing, self._open_ms, self.alarms.is_active("ALM_TEMP_SENSOR"))
-        for verdict in self.interlocks.evaluate(s, ctx):
-            self._apply(verdict)
-        # SR-09: commanded and reported disagree for 100 ms.
+        # SR-09 first: commanded and reported disagree for 100 ms (judged before any other
+        # rule's safe state changes what is commanded).
         if not self._valve_fault:
             mismatches = self.connection.valves.judge(
                 s.supply_open, s.inlet_open, s.vent_open, s.device_ms
@@ -254,6 +253,9 @@ class Controller:
                         m.since_device_ms,
                     )
                 )
+        ctx = Context(freezing, self._open_ms, self.alarms.is_active("ALM_TEMP_SENSOR"))
+        for verdict in self.interlocks.evaluate(s, ctx):
+            self._apply(verdict)
 
     def _apply(self, verdict: Decision | Clear) -> None:
         """The alarm table's action for a decision (safety-requirements.md, "Alarm table")."""
@@ -347,7 +349,7 @@ class Controller:
             self.emit(
                 "device_fault_report",
                 device_ms=notice.device_ms,
-                event=notice.event,
+                device_event=_device_event_name(notice.event),
                 fault_flags=notice.fault_flags,
                 status_flags=notice.status_flags,
             )
@@ -395,6 +397,13 @@ class Controller:
 
 def _energises(valve: Valve, is_open: bool) -> bool:
     return is_open != (valve == Valve.VENT)
+
+
+def _device_event_name(code: int) -> str:
+    try:
+        return DeviceEvent(code).name.lower()
+    except ValueError:
+        return f"event {code}"
 
 
 def _nack_name(reason: int) -> str:

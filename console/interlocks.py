@@ -255,8 +255,9 @@ class Interlocks:
                         open_ms,
                     )
 
-        # SR-05: supply over-pressure (regulator failure), unless that sensor failed.
-        if not self.supply_failed:
+        # SR-05: supply over-pressure (regulator failure). Only plausible readings count:
+        # a rail or an impossible value is SR-32's, and a failed sensor suspends these rules.
+        if not self.supply_failed and not s.supply_flags:
             self._over.update(s.supply_psi > gas.supply_over_psi, ms)
             if self._over.held(ms, self._over_ms):
                 self._trip(
@@ -287,8 +288,8 @@ class Interlocks:
                 if self._low_clear.held(ms, self._window_ms):
                     self._clear(out, "ALM_SUPPLY_LOW")
 
-        # SR-07: exhaust blocked: above 20 psig for 20 ms; 15-20 psig for 2 s.
-        if not self.exhaust_failed:
+        # SR-07: exhaust blocked: above 20 psig for 20 ms; 15-20 psig for 2 s (plausible readings).
+        if not self.exhaust_failed and not s.exhaust_flags:
             exhaust = s.exhaust_psi
             self._exhaust_over.update(exhaust > gas.exhaust_over_psi, ms)
             if self._exhaust_over.held(ms, self._exhaust_over_ms):

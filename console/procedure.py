@@ -285,7 +285,12 @@ class Procedure:
         ):
             self.thaw_slow_raised = True  # SR-14: the lock stays; the timed path is offered
             self.alarms.raise_alarm(
-                "ALM_THAW_SLOW", t, value=round(s.tip_c, 2), limit=self.limits.release_tip_c
+                "ALM_THAW_SLOW",
+                t,
+                value=round(s.tip_c, 2),
+                limit=self.limits.release_tip_c,
+                device_ms=s.device_ms,
+                first_over_device_ms=s.device_ms,
             )
 
     def timed_path(self) -> bool:

@@ -123,19 +123,22 @@ class Simulation:
             if on_step is not None:
                 on_step(self)
         if ended:
-            self._end_early(ended)
+            self.controller.procedure.end_now(ended)
+        else:
+            self.controller.safe_state("exit", None)
+        self._verify_safe()
         return self.result()
 
-    def _end_early(self, reason: str) -> None:
-        """A signal or the time limit: the safe state, verified from telemetry, then the end."""
-        proc = self.controller.procedure
-        proc.end_now(reason)
+    def _verify_safe(self) -> None:
+        """SR-01 on the way out: the safe state commanded, then confirmed by telemetry."""
         self.runner.write(self.controller.take_output())
+        start = self.runner.now
         for _ in range(round(1.0 / self.runner.dt_s)):
             self.step()
             last = self.connection.last
             if (
                 last is not None
+                and last.t_s > start
                 and not (last.supply_open or last.inlet_open or last.stim_on)
                 and last.vent_open
             ):

@@ -171,6 +171,7 @@ def reach(state: str) -> Rig:
             assert rig.act(how)[0]
         else:
             rig.proc.stop("fail", "test_fault", None)
+            rig.runner.write(rig.ctl.take_output())
         return rig
     rig.run_until("thaw_1")
     if state == "thaw_1":
