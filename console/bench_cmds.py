@@ -95,7 +95,9 @@ def register(subparsers: Subparsers) -> None:
 
 
 @contextmanager
-def _device(args: argparse.Namespace, config: ConsoleConfig, command: str) -> Iterator[Runtime]:
+def _device(
+    args: argparse.Namespace, config: ConsoleConfig, command: str
+) -> Iterator[tuple[Runtime, ProbeRegistry]]:
     """Lock, open, hello; on the way out, the safe state (SR-01), then release everything."""
     lock = PortLock(args.port)
     try:
@@ -130,7 +132,7 @@ def _device(args: argparse.Namespace, config: ConsoleConfig, command: str) -> It
             with runtime.signals():
                 runtime.start()
                 try:
-                    yield runtime
+                    yield runtime, registry
                 finally:
                     # SR-01: every exit path, errors and signals included, ends safe.
                     reason = "signal" if runtime.stop_signal is not None else "exit"
@@ -213,7 +215,7 @@ def calibrate_pressure(args: argparse.Namespace) -> int:
 
 def _identify(args: argparse.Namespace) -> int:
     config = _load(args)
-    with _device(args, config, "identify") as runtime:
+    with _device(args, config, "identify") as (runtime, _):
         _wait_identified(runtime, args.timeout_s, args.port)
         conn = runtime.connection
         identity = conn.identity
@@ -295,7 +297,7 @@ def _monitor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     stream = out or sys.stdout
     config = _load(args)
     period = 1.0 / args.rate_hz
-    with _device(args, config, "monitor") as runtime:
+    with _device(args, config, "monitor") as (runtime, _):
 
         def on_notice(notice: Notice, now: float) -> None:
             line = notice_line(notice)
@@ -333,7 +335,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         )
     supply: list[float] = []
     exhaust: list[float] = []
-    with _device(args, config, "calibrate pressure") as runtime:
+    with _device(args, config, "calibrate pressure") as (runtime, _):
         _wait_identified(runtime, args.timeout_s, args.port)
         # The safe state vents the line; let it settle before measuring.
         settle_end = runtime.now() + 2.0

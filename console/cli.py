@@ -25,7 +25,7 @@ from importlib import metadata
 from typing import TypeAlias
 
 import console
-from console import bench_cmds, config_cmd, device_sim, simulate_cmd
+from console import bench_cmds, config_cmd, device_sim, run_cmd, simulate_cmd
 
 PROG = "probe-console"
 DISTRIBUTION = "probe-console"
@@ -39,6 +39,7 @@ Registrar: TypeAlias = Callable[[Subparsers], None]
 
 COMMANDS: tuple[Registrar, ...] = (
     simulate_cmd.register,
+    run_cmd.register,
     bench_cmds.register,
     device_sim.register,
     config_cmd.register,

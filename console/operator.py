@@ -28,13 +28,21 @@ GRID = 100  # counts of 0.01 mA per mA
 class ScriptedOperator:
     def __init__(
         self,
-        nerve_responds: Callable[[], bool],
+        nerve_responds: Callable[[float], bool | None],
         *,
         preset: str = "motor",
         dwell_s: float = 1.0,
         start_ma: float = 1.00,
+        fixed_ma: float | None = None,
+        checklist: dict[str, object] | None = None,
     ) -> None:
+        #: `run --checklist FILE`; the simulator's operator has everything clear.
+        self.checklist = checklist if checklist is not None else clear_checklist().model_dump()
+        #: Asked once a dwell with the current being delivered (mA); None: no answer yet,
+        #: ask again next turn (a person at a prompt). The simulator answers at once.
         self.nerve_responds = nerve_responds
+        #: `run --localize-ma X`: stimulate at X, take X as the threshold, no search.
+        self.fixed_counts = None if fixed_ma is None else round(fixed_ma * GRID)
         self.preset = preset
         self.dwell_s = dwell_s
         self.start_counts = round(start_ma * GRID)
@@ -75,7 +83,7 @@ class ScriptedOperator:
         alarms = ctl.alarms
         if self.phase == "arm":
             if state == "ready":
-                if self._act(ctl, "arm", checklist=clear_checklist().model_dump()):
+                if self._act(ctl, "arm", checklist=self.checklist):
                     self.phase = "armed"
                 else:
                     self._finish("arm refused")
@@ -88,7 +96,9 @@ class ScriptedOperator:
                 settings = ctl.stim_settings
                 if settings is not None:
                     self._pulse_us, self._rate_hz = settings.pulse_us, settings.rate_hz
-                self._counts = self.start_counts
+                self._counts = (
+                    self.fixed_counts if self.fixed_counts is not None else self.start_counts
+                )
                 self._configure(ctl, self._counts)
                 self._act(ctl, "stim_start")
                 self.phase = "search"
@@ -108,8 +118,14 @@ class ScriptedOperator:
             self._procedure(ctl, t)
 
     def _localize(self, ctl: Controller) -> None:
-        responds = self.nerve_responds()
         counts = self._counts
+        if self.fixed_counts is not None:
+            self._confirm(ctl, counts)
+            return
+        responds = self.nerve_responds(counts / GRID)
+        if responds is None:
+            self._next_t = 0.0  # no answer yet: ask again next turn, stimulation goes on
+            return
         if responds:
             self._hi = counts
         else:
@@ -127,7 +143,10 @@ class ScriptedOperator:
         if hi - lo > 1:
             self._configure(ctl, (hi + lo) // 2 if lo >= 0 else max(0, hi - 1))
             return
-        self._configure(ctl, hi)  # the threshold: the lowest current that responded
+        self._confirm(ctl, hi)  # the threshold: the lowest current that responded
+
+    def _confirm(self, ctl: Controller, counts: int) -> None:
+        self._configure(ctl, counts)
         self._act(ctl, "confirm_localization")
         self._act(ctl, "start_freeze")
         self.phase = "procedure"

@@ -77,7 +77,7 @@ class Simulation:
             take_output=self.controller.take_output,
         )
         physics = self.device.physics
-        self.operator = operator or ScriptedOperator(lambda: physics.nerve_responding)
+        self.operator = operator or ScriptedOperator(lambda current_ma: physics.nerve_responding)
         self._faults_seen = 0
 
     @property

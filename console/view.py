@@ -111,8 +111,10 @@ class Summary:
         elif name == "session_finished":
             self.outcome, self.reason = e["outcome"], e["reason"]
 
-    def render(self, exit_code: int, wall_s: float, virtual_s: float) -> Table:
-        table = Table(title="probe-console simulate: summary", show_header=False, box=None)
+    def render(
+        self, exit_code: int, wall_s: float, virtual_s: float, command: str = "simulate"
+    ) -> Table:
+        table = Table(title=f"probe-console {command}: summary", show_header=False, box=None)
         table.add_column(style="bold")
         table.add_column()
         table.add_row("outcome", Text(f"{self.outcome} ({self.reason}), exit {exit_code}"))
