@@ -111,6 +111,7 @@ class Procedure:
             queued=True,
             send_event=True,
             after_state_change="_state_changed",
+            finalize_event="_finalized",
         )
         m = self.machine
         m.add_transition("identified", ["connecting", "self_test"], "self_test")
@@ -183,6 +184,12 @@ class Procedure:
 
     def _released(self, event: EventData) -> bool:
         return not self.locked or self._release_ready(self.t)
+
+    def _finalized(self, event: EventData) -> None:
+        """Every attempted trigger that changed nothing is recorded, with the state it met."""
+        if not event.result:
+            name = event.event.name if event.event is not None else "?"
+            self.emit("trigger_refused", trigger=name, state=self.state)
 
     def _state_changed(self, event: EventData) -> None:
         assert event.transition is not None and event.transition.dest is not None

@@ -462,3 +462,16 @@ def test_the_leak_test_is_due_again_after_a_reconnect() -> None:
     assert rig.act("ack_alarm", alarm="ALM_LINK_LOST")[0]
     assert rig.arm()[0]
     assert rig.state == "leak_test"
+
+
+def test_a_trigger_whose_guards_refuse_it_is_recorded() -> None:
+    """DESIGN.md: every attempted event, refused ones included, is on record."""
+    rig = reach("pressurize")
+    rig.proc.cycle = 4  # no freeze_4: every guard of supply_ready says no
+    assert rig.proc.trigger("supply_ready") is False
+    assert rig.state == "pressurize"
+    assert rig.of("trigger_refused")[-1] == {
+        **rig.of("trigger_refused")[-1],
+        "trigger": "supply_ready",
+        "state": "pressurize",
+    }

@@ -130,3 +130,23 @@ def test_a_bad_checklist_starts_nothing(
 def test_run_needs_its_checklist(env: dict[str, str]) -> None:
     done = run(["run", "--port", "/dev/null"], env)
     assert done.returncode == 2 and "--checklist" in done.stderr
+
+
+def test_run_over_tcp(env: dict[str, str], checklist: Path) -> None:
+    """The same procedure against device-sim on a loopback TCP port (socket://)."""
+    proc = subprocess.Popen(
+        [*CONSOLE, "device-sim", "--listen", "tcp://127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[1]
+        assert url.startswith("socket://127.0.0.1:")
+        done = run(["run", "--port", url, "--checklist", str(checklist), *FAST], env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "procedure finished: completed" in done.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
