@@ -7,27 +7,12 @@ procedure receives only validated actions.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 _STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
 
-ACTIONS = (
-    "arm",
-    "stim_configure",
-    "stim_start",
-    "stim_stop",
-    "confirm_localization",
-    "start_freeze",
-    "abort",
-    "estop",
-    "ack_alarm",
-    "silence_alarms",
-    "request_withdraw",
-    "declare_thermistor_suspect",
-    "confirm_timed_thaw",
-)
 Action = Literal[
     "arm",
     "stim_configure",
@@ -43,6 +28,8 @@ Action = Literal[
     "declare_thermistor_suspect",
     "confirm_timed_thaw",
 ]
+#: The actions in the order interfaces.md lists them (one spelling everywhere).
+ACTIONS: tuple[str, ...] = get_args(Action)
 
 ABSOLUTE_CONTRAINDICATIONS = (
     "patient_refusal",

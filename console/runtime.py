@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from console.connection import Connection, Notice, SafeStateReported
+from console.loop import Loop
 from drivers.snapshot import Snapshot
 from drivers.transport import Transport
 from protocols import Message
@@ -25,7 +26,7 @@ from protocols import Message
 Clock = Callable[[], float]
 
 
-class Runtime:
+class Runtime(Loop):
     def __init__(
         self,
         transport: Transport,
@@ -57,24 +58,7 @@ class Runtime:
         self.write(self.connection.open(self.clock()))
 
     def step(self) -> None:
-        data = self.transport.read(self.read_wait_s)
-        now = self.clock()
-        conn = self.connection
-        snaps, notices, out = conn.feed(data, now)
-        self.write(out)  # decisions first
-        if self.on_snapshot is not None:
-            for snap in snaps:
-                self.on_snapshot(snap)
-        if self.on_notice is not None:
-            for notice in notices:
-                self.on_notice(notice, now)
-        out, more = conn.poll(now)
-        self.write(out)
-        if self.on_notice is not None:
-            for notice in more:
-                self.on_notice(notice, now)
-        if self.take_output is not None:
-            self.write(self.take_output())
+        self.turn(self.transport.read(self.read_wait_s), self.clock())
 
     def send(self, command: Message) -> None:
         self.write(self.connection.send(command, self.clock()))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from console.connection import Connection, Notice
+from console.loop import Loop
 from drivers.snapshot import Snapshot
 
 
@@ -28,7 +29,7 @@ SnapshotSink = Callable[[Snapshot], None]
 NoticeSink = Callable[[Notice, float], None]
 
 
-class VirtualRunner:
+class VirtualRunner(Loop):
     """Drives one connection against one device; the same five steps as the real-time loop."""
 
     def __init__(
@@ -61,24 +62,8 @@ class VirtualRunner:
     def step(self) -> None:
         """One turn: time passes, read, decide, write; the same order as the real-time loop."""
         self.device.advance(self.dt_s)
-        self.now = now = self.now + self.dt_s
-        conn = self.connection
-        snaps, notices, out = conn.feed(self.device.transmit(), now)
-        self.write(out)
-        self.snapshots += len(snaps)
-        if self.on_snapshot is not None:
-            for snap in snaps:
-                self.on_snapshot(snap)
-        if self.on_notice is not None:
-            for notice in notices:
-                self.on_notice(notice, now)
-        out, more = conn.poll(now)
-        self.write(out)
-        if self.on_notice is not None:
-            for notice in more:
-                self.on_notice(notice, now)
-        if self.take_output is not None:
-            self.write(self.take_output())
+        self.now = self.now + self.dt_s
+        self.snapshots += self.turn(self.device.transmit(), self.now)
 
     def run(self, seconds: float) -> None:
         for _ in range(round(seconds / self.dt_s)):

@@ -1,0 +1,46 @@
+"""One turn of the control loop, the same under both clocks (DESIGN.md, "One tick, end to end").
+
+Read whatever arrived, let the connection decide and write its bytes at once,
+then hand snapshots and notices to the consumers (the controller, which writes
+its own decisions in the same turn), and only then the slower work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from console.connection import Connection, Notice
+from drivers.snapshot import Snapshot
+
+
+class Loop:
+    """Base of the real-time runtime and the virtual-time runner; subclasses own `write`."""
+
+    connection: Connection
+    on_snapshot: Callable[[Snapshot], None] | None
+    on_notice: Callable[[Notice, float], None] | None
+    take_output: Callable[[], bytes] | None
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def turn(self, data: bytes, now: float) -> int:
+        """Handle the bytes read at `now`; return how many snapshots they carried."""
+        conn = self.connection
+        snaps, notices, out = conn.feed(data, now)
+        self.write(out)  # the connection's decisions first
+        on_snapshot, on_notice = self.on_snapshot, self.on_notice
+        if on_snapshot is not None:
+            for snap in snaps:
+                on_snapshot(snap)
+        if on_notice is not None:
+            for notice in notices:
+                on_notice(notice, now)
+        out, more = conn.poll(now)
+        self.write(out)
+        if on_notice is not None:
+            for notice in more:
+                on_notice(notice, now)
+        if self.take_output is not None:
+            self.write(self.take_output())  # what the consumers decided, in this same turn
+        return len(snaps)
