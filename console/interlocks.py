@@ -123,9 +123,6 @@ class Interlocks:
         self._tip_no_flow_checked = False
         self._fault_flags = 0
 
-    def reset_freeze(self) -> None:
-        self._freeze_ms = None
-
     def _trip(
         self,
         out: list[Decision | Clear],
@@ -145,13 +142,24 @@ class Interlocks:
             out.append(Clear(alarm))
 
     def evaluate(self, s: Snapshot, ctx: Context) -> list[Decision | Clear]:
-        """Judge one sample. Returns only what changed: new trips and cleared conditions."""
+        """Judge one sample, rule by rule in the SRs' order; only what changed comes back."""
         out: list[Decision | Clear] = []
-        ms = s.device_ms
-        lim = self.limits
-        gas = self.gas
+        self._sr32_pressure_sensors(s, out)
+        self._sr32_device_fault(s, out)
+        temp_ok = self._sr10_thermistor(s, ctx, out)
+        if ctx.freezing and ctx.open_since_ms is not None:
+            self._freeze_rules(s, ctx.open_since_ms, temp_ok, out)
+        if not self.supply_failed and not s.supply_flags:
+            self._sr05_sr06_supply(s, ctx, out)
+        if not self.exhaust_failed and not s.exhaust_flags:
+            self._sr07_exhaust(s, out)
+        self._sr15_sr16_stimulation(s, out)
+        return out
 
-        # SR-32: pressure sensors at a rail or outside the plausible range for 30 ms.
+    def _sr32_pressure_sensors(self, s: Snapshot, out: list[Decision | Clear]) -> None:
+        """SR-32: a pressure channel at a rail or outside its plausible range for 30 ms;
+        the rules that read a failed sensor are suspended until it is plausible for 5 s."""
+        ms = s.device_ms
         self._supply_bad.update(bool(s.supply_flags & _PRESSURE_BAD), ms)
         self._exhaust_bad.update(bool(s.exhaust_flags & _PRESSURE_BAD), ms)
         self._supply_good.update(not s.supply_flags, ms)
@@ -185,158 +193,152 @@ class Interlocks:
         ):
             self._clear(out, "ALM_PRESSURE_SENSOR")
 
-        # SR-32: any device fault flag.
+    def _sr32_device_fault(self, s: Snapshot, out: list[Decision | Clear]) -> None:
+        """SR-32: any device fault flag."""
         if s.fault_flags:
-            self._trip(out, "ALM_DEVICE_FAULT", float(s.fault_flags), None, s, ms)
+            self._trip(out, "ALM_DEVICE_FAULT", float(s.fault_flags), None, s, s.device_ms)
         elif "ALM_DEVICE_FAULT" in self._tripped:
             self._clear(out, "ALM_DEVICE_FAULT")
 
-        # SR-10 before SR-08: the thermistor's own plausibility.
+    def _sr10_thermistor(self, s: Snapshot, ctx: Context, out: list[Decision | Clear]) -> bool:
+        """SR-10, before SR-08: the reading's own plausibility. True if temperature is trusted."""
         if s.tip_flags:
             value = None if s.tip_c != s.tip_c else round(s.tip_c, 2)
-            limit = lim.tip_max_c if s.tip_flags & TipFlag.ABOVE_MAX else None
+            limit = self.limits.tip_max_c if s.tip_flags & TipFlag.ABOVE_MAX else None
             if s.tip_flags & TipFlag.BELOW_FLOOR:
-                limit = gas.sensor_floor_c
-            self._trip(out, "ALM_TEMP_SENSOR", value, limit, s, ms)
-        temp_ok = not ctx.temp_sensor_alarm and not s.tip_flags
+                limit = self.gas.sensor_floor_c
+            self._trip(out, "ALM_TEMP_SENSOR", value, limit, s, s.device_ms)
+        return not ctx.temp_sensor_alarm and not s.tip_flags
 
-        # Freeze bookkeeping: from the first reported open of this freeze.
-        open_ms = ctx.open_since_ms if ctx.freezing else None
-        if open_ms is not None and self._freeze_ms != open_ms:
+    def _freeze_rules(
+        self, s: Snapshot, open_ms: int, temp_ok: bool, out: list[Decision | Clear]
+    ) -> None:
+        """SR-10 (stuck), SR-08, SR-11: judged at fixed times after the reported supply open."""
+        lim, gas = self.limits, self.gas
+        if self._freeze_ms != open_ms:
             self._freeze_ms = open_ms
             self._freeze_min = self._freeze_max = s.tip_c
             self._weak_checked = self._stuck_checked = False
             self._no_flow_checked = self._tip_no_flow_checked = False
-        if open_ms is not None:
-            since = ms - open_ms
-            tip = s.tip_c
-            if tip == tip:
-                self._freeze_min = min(self._freeze_min, tip)
-                self._freeze_max = max(self._freeze_max, tip)
-            # SR-10 stuck: less than 2 C of change in the 10 s after the supply opens.
-            if not self._stuck_checked and since >= self._stuck_ms:
-                self._stuck_checked = True
-                change = self._freeze_max - self._freeze_min
-                if temp_ok and change < lim.tip_stuck_c:
-                    self._trip(
-                        out, "ALM_TEMP_SENSOR", round(change, 2), lim.tip_stuck_c, s, open_ms
-                    )
-                    temp_ok = False
-            # SR-08: no flow: exhaust below 5 psig after 2 s; tip not below -20 C after 10 s.
-            if (
-                not self._no_flow_checked
-                and since >= self._no_flow_exhaust_ms
-                and not self.exhaust_failed
-            ):
-                self._no_flow_checked = True
-                if s.exhaust_psi < gas.exhaust_flow_min_psi:
-                    self._trip(
-                        out,
-                        "ALM_NO_FLOW",
-                        round(s.exhaust_psi, 2),
-                        gas.exhaust_flow_min_psi,
-                        s,
-                        open_ms,
-                    )
-            if not self._tip_no_flow_checked and since >= self._no_flow_tip_ms and temp_ok:
-                self._tip_no_flow_checked = True
-                if not tip < lim.no_flow_tip_c:
-                    self._trip(out, "ALM_NO_FLOW", round(tip, 2), lim.no_flow_tip_c, s, open_ms)
-            # SR-11: the target within 30 s of the reported open (a finding; the freeze goes on).
-            if not self._weak_checked and since >= self._weak_ms and temp_ok:
-                self._weak_checked = True
-                if self._freeze_min > gas.freeze_target_c:
-                    self._trip(
-                        out,
-                        "ALM_WEAK_FREEZE",
-                        round(self._freeze_min, 2),
-                        gas.freeze_target_c,
-                        s,
-                        open_ms,
-                    )
-
-        # SR-05: supply over-pressure (regulator failure). Only plausible readings count:
-        # a rail or an impossible value is SR-32's, and a failed sensor suspends these rules.
-        if not self.supply_failed and not s.supply_flags:
-            self._over.update(s.supply_psi > gas.supply_over_psi, ms)
-            if self._over.held(ms, self._over_ms):
+        since = s.device_ms - open_ms
+        tip = s.tip_c
+        if tip == tip:  # not NaN
+            self._freeze_min = min(self._freeze_min, tip)
+            self._freeze_max = max(self._freeze_max, tip)
+        # SR-10 stuck: less than 2 C of change in the 10 s after the supply opens.
+        if not self._stuck_checked and since >= self._stuck_ms:
+            self._stuck_checked = True
+            change = self._freeze_max - self._freeze_min
+            if temp_ok and change < lim.tip_stuck_c:
+                self._trip(out, "ALM_TEMP_SENSOR", round(change, 2), lim.tip_stuck_c, s, open_ms)
+                temp_ok = False
+        # SR-08: exhaust below 5 psig after 2 s, or the tip not below -20 C after 10 s.
+        if (
+            not self._no_flow_checked
+            and since >= self._no_flow_exhaust_ms
+            and not self.exhaust_failed
+        ):
+            self._no_flow_checked = True
+            if s.exhaust_psi < gas.exhaust_flow_min_psi:
                 self._trip(
                     out,
-                    "ALM_SUPPLY_OVERPRESSURE",
-                    round(s.supply_psi, 2),
-                    gas.supply_over_psi,
+                    "ALM_NO_FLOW",
+                    round(s.exhaust_psi, 2),
+                    gas.exhaust_flow_min_psi,
                     s,
-                    self._over.since_ms,
+                    open_ms,
                 )
-            if "ALM_SUPPLY_OVERPRESSURE" in self._tripped:
-                self._over_clear.update(s.supply_psi <= gas.supply_max_psi, ms)
-                if self._over_clear.held(ms, self._window_ms):
-                    self._clear(out, "ALM_SUPPLY_OVERPRESSURE")
-            # SR-06: supply low during a freeze: below 550 psig for 1 s.
-            self._low.update(ctx.freezing and s.supply_psi < gas.supply_low_psi, ms)
-            if self._low.held(ms, self._low_ms):
+        if not self._tip_no_flow_checked and since >= self._no_flow_tip_ms and temp_ok:
+            self._tip_no_flow_checked = True
+            if not tip < lim.no_flow_tip_c:
+                self._trip(out, "ALM_NO_FLOW", round(tip, 2), lim.no_flow_tip_c, s, open_ms)
+        # SR-11: the target within 30 s of the reported open (a finding; the freeze goes on).
+        if not self._weak_checked and since >= self._weak_ms and temp_ok:
+            self._weak_checked = True
+            if self._freeze_min > gas.freeze_target_c:
                 self._trip(
                     out,
-                    "ALM_SUPPLY_LOW",
-                    round(s.supply_psi, 2),
-                    gas.supply_low_psi,
+                    "ALM_WEAK_FREEZE",
+                    round(self._freeze_min, 2),
+                    gas.freeze_target_c,
                     s,
-                    self._low.since_ms,
+                    open_ms,
                 )
-            if "ALM_SUPPLY_LOW" in self._tripped:
-                self._low_clear.update(gas.supply_min_psi <= s.supply_psi <= gas.supply_max_psi, ms)
-                if self._low_clear.held(ms, self._window_ms):
-                    self._clear(out, "ALM_SUPPLY_LOW")
 
-        # SR-07: exhaust blocked: above 20 psig for 20 ms; 15-20 psig for 2 s (plausible readings).
-        if not self.exhaust_failed and not s.exhaust_flags:
-            exhaust = s.exhaust_psi
-            self._exhaust_over.update(exhaust > gas.exhaust_over_psi, ms)
-            if self._exhaust_over.held(ms, self._exhaust_over_ms):
-                self._trip(
-                    out,
-                    "ALM_EXHAUST_OVERPRESSURE",
-                    round(exhaust, 2),
-                    gas.exhaust_over_psi,
-                    s,
-                    self._exhaust_over.since_ms,
-                )
-            elif exhaust < gas.exhaust_flow_min_psi and "ALM_EXHAUST_OVERPRESSURE" in self._tripped:
-                self._clear(out, "ALM_EXHAUST_OVERPRESSURE")
-            self._exhaust_high.update(gas.exhaust_high_psi <= exhaust <= gas.exhaust_over_psi, ms)
-            if self._exhaust_high.held(ms, self._exhaust_high_ms):
-                self._trip(
-                    out,
-                    "ALM_EXHAUST_HIGH",
-                    round(exhaust, 2),
-                    gas.exhaust_high_psi,
-                    s,
-                    self._exhaust_high.since_ms,
-                )
-            elif exhaust < gas.exhaust_high_psi and "ALM_EXHAUST_HIGH" in self._tripped:
-                self._clear(out, "ALM_EXHAUST_HIGH")
-
-        # SR-15: stimulation reported on while the supply valve is open.
-        if s.stim_on and s.supply_open:
-            self._trip(out, "ALM_STIM_DURING_FREEZE", s.stim_current_ma, 0.0, s, ms)
-        elif "ALM_STIM_DURING_FREEZE" in self._tripped and not s.stim_on:
-            self._clear(out, "ALM_STIM_DURING_FREEZE")
-
-        # SR-16: lead impedance above 20 kOhm while stimulating.
-        if s.stim_on and s.lead_ohm > self.lead_max_ohm:
+    def _sr05_sr06_supply(self, s: Snapshot, ctx: Context, out: list[Decision | Clear]) -> None:
+        """SR-05: above 900 psig for 30 ms. SR-06: below 550 psig for 1 s during a freeze.
+        Only plausible readings of a working sensor reach here (SR-32)."""
+        ms, gas = s.device_ms, self.gas
+        self._over.update(s.supply_psi > gas.supply_over_psi, ms)
+        if self._over.held(ms, self._over_ms):
             self._trip(
                 out,
-                "ALM_STIM_LEAD",
-                None if s.lead_ohm == float("inf") else s.lead_ohm,
-                self.lead_max_ohm,
+                "ALM_SUPPLY_OVERPRESSURE",
+                round(s.supply_psi, 2),
+                gas.supply_over_psi,
                 s,
-                ms,
+                self._over.since_ms,
             )
+        if "ALM_SUPPLY_OVERPRESSURE" in self._tripped:
+            self._over_clear.update(s.supply_psi <= gas.supply_max_psi, ms)
+            if self._over_clear.held(ms, self._window_ms):
+                self._clear(out, "ALM_SUPPLY_OVERPRESSURE")
+        self._low.update(ctx.freezing and s.supply_psi < gas.supply_low_psi, ms)
+        if self._low.held(ms, self._low_ms):
+            self._trip(
+                out,
+                "ALM_SUPPLY_LOW",
+                round(s.supply_psi, 2),
+                gas.supply_low_psi,
+                s,
+                self._low.since_ms,
+            )
+        if "ALM_SUPPLY_LOW" in self._tripped:
+            self._low_clear.update(gas.supply_min_psi <= s.supply_psi <= gas.supply_max_psi, ms)
+            if self._low_clear.held(ms, self._window_ms):
+                self._clear(out, "ALM_SUPPLY_LOW")
+
+    def _sr07_exhaust(self, s: Snapshot, out: list[Decision | Clear]) -> None:
+        """SR-07: above 20 psig for 20 ms (safe state); 15-20 psig for 2 s (recorded)."""
+        ms, gas, exhaust = s.device_ms, self.gas, s.exhaust_psi
+        self._exhaust_over.update(exhaust > gas.exhaust_over_psi, ms)
+        if self._exhaust_over.held(ms, self._exhaust_over_ms):
+            self._trip(
+                out,
+                "ALM_EXHAUST_OVERPRESSURE",
+                round(exhaust, 2),
+                gas.exhaust_over_psi,
+                s,
+                self._exhaust_over.since_ms,
+            )
+        elif exhaust < gas.exhaust_flow_min_psi and "ALM_EXHAUST_OVERPRESSURE" in self._tripped:
+            self._clear(out, "ALM_EXHAUST_OVERPRESSURE")
+        self._exhaust_high.update(gas.exhaust_high_psi <= exhaust <= gas.exhaust_over_psi, ms)
+        if self._exhaust_high.held(ms, self._exhaust_high_ms):
+            self._trip(
+                out,
+                "ALM_EXHAUST_HIGH",
+                round(exhaust, 2),
+                gas.exhaust_high_psi,
+                s,
+                self._exhaust_high.since_ms,
+            )
+        elif exhaust < gas.exhaust_high_psi and "ALM_EXHAUST_HIGH" in self._tripped:
+            self._clear(out, "ALM_EXHAUST_HIGH")
+
+    def _sr15_sr16_stimulation(self, s: Snapshot, out: list[Decision | Clear]) -> None:
+        """SR-15: stimulation reported on with the supply open. SR-16: lead above 20 kOhm."""
+        if s.stim_on and s.supply_open:
+            self._trip(out, "ALM_STIM_DURING_FREEZE", s.stim_current_ma, 0.0, s, s.device_ms)
+        elif "ALM_STIM_DURING_FREEZE" in self._tripped and not s.stim_on:
+            self._clear(out, "ALM_STIM_DURING_FREEZE")
+        if s.stim_on and s.lead_ohm > self.lead_max_ohm:
+            lead = None if s.lead_ohm == float("inf") else s.lead_ohm
+            self._trip(out, "ALM_STIM_LEAD", lead, self.lead_max_ohm, s, s.device_ms)
         elif "ALM_STIM_LEAD" in self._tripped and (
             not s.stim_on or s.lead_ohm <= self.lead_max_ohm
         ):
             self._clear(out, "ALM_STIM_LEAD")
-        return out
 
     def link_quality(
         self, good: int, bad: int, lost: int, window_s: float, device_ms: int
