@@ -132,7 +132,8 @@ class Controller:
             self._out.append(self.connection.send(message, self.now))
         except NotReadyError as exc:
             # An energising intent with no ready device: refused here, recorded, made safe.
-            self.emit("command_refused", command=type(message).__name__, reason=str(exc))
+            kind = MsgType(LAYOUT_BY_CLASS[type(message)].msg_type).name.lower()
+            self.emit("command_refused", command=kind, reason=str(exc))
             self.safe_state("not_ready", None)
             return False
         return True

@@ -91,6 +91,8 @@ class ScriptedOperator:
         if self.phase == "armed":
             if state == "ready":  # the leak test failed: the procedure ended (faulted)
                 self._finish("leak test failed")
+            elif state not in ("leak_test", "armed"):  # stopped by an alarm meanwhile
+                self.phase = "ending"
             elif state == "armed":
                 self._act(ctl, "stim_configure", preset=self.preset)
                 settings = ctl.stim_settings
@@ -105,6 +107,9 @@ class ScriptedOperator:
                 self._next_t = t + self.dwell_s
             return
         if self.phase in ("search", "bisect"):
+            if state != "localize":  # stopped by an alarm meanwhile
+                self.phase = "ending"
+                return
             if alarms.is_active("ALM_STIM_LEAD"):
                 self._act(ctl, "abort")
                 self.phase = "ending"

@@ -21,7 +21,7 @@ from console.virtual import VirtualRunner
 from console.wiring import connection_for, counter_nonces
 from simulator.device import SimConfig, SimulatedDevice
 
-EXIT_COMPLETED, EXIT_EARLY, EXIT_LOCKED = 0, 1, 5
+EXIT_COMPLETED, EXIT_EARLY, EXIT_REFUSED, EXIT_LOCKED = 0, 1, 3, 5
 
 Event = dict[str, Any]
 Sink = Callable[[str, dict[str, Any]], None]
@@ -75,6 +75,7 @@ class Simulation:
             on_snapshot=self.controller.on_snapshot,
             on_notice=self.controller.on_notice,
             take_output=self.controller.take_output,
+            after_advance=self._record_faults,
         )
         physics = self.device.physics
         self.operator = operator or ScriptedOperator(lambda current_ma: physics.nerve_responding)
@@ -90,13 +91,15 @@ class Simulation:
         controller.tick(runner.now)
         self.operator.step(controller, runner.now)
         runner.write(controller.take_output())
+
+    def _record_faults(self) -> None:
+        """`fault_injected`, recorded before the console's reaction to what the fault did."""
         fault_events = self.device.fault_events
         if len(fault_events) > self._faults_seen:
             for fe in fault_events[self._faults_seen :]:
                 if fe.started:
-                    self.sink(
-                        "fault_injected", {"fault": fe.name, "params": fe.params, "spec": fe.spec}
-                    )
+                    fields = {"fault": fe.name, "params": fe.params, "spec": fe.spec}
+                    self.sink("fault_injected", fields)
             self._faults_seen = len(fault_events)
 
     def run(
@@ -147,8 +150,13 @@ class Simulation:
     def result(self) -> SimulationResult:
         proc = self.controller.procedure
         outcome, reason = proc.finished or ("aborted", "not_started")
+        refused = bool(self.connection.refusals) and proc.finished is None
+        if refused:  # SR-18: the handshake refused the device; nothing was armed
+            outcome, reason = "aborted", "device_refused"
         if proc.locked:
             code = EXIT_LOCKED
+        elif refused:
+            code = EXIT_REFUSED
         elif outcome == "completed":
             code = EXIT_COMPLETED
         else:

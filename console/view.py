@@ -10,6 +10,8 @@ interpreted as markup.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -138,11 +140,23 @@ class Summary:
         return table
 
 
+class _Console(Console):
+    """A closed stdout (`simulate | head`) must not end a procedure: stop printing instead."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush goes nowhere
+        except (OSError, ValueError):
+            pass
+
+
 class ProgressView:
     """Live panel on a terminal, plain lines elsewhere, nothing but errors with `quiet`."""
 
     def __init__(self, out: TextIO, *, quiet: bool, terminal: bool | None = None) -> None:
-        self.console = Console(file=out, highlight=False, markup=False, emoji=False)
+        self.console = _Console(file=out, highlight=False, markup=False, emoji=False)
         self.quiet = quiet
         self.terminal = self.console.is_terminal if terminal is None else terminal
         self.live: Live | None = None

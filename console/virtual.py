@@ -41,6 +41,7 @@ class VirtualRunner(Loop):
         on_snapshot: SnapshotSink | None = None,
         on_notice: NoticeSink | None = None,
         take_output: Callable[[], bytes] | None = None,
+        after_advance: Callable[[], None] | None = None,
     ) -> None:
         self.connection = connection
         self.device = device
@@ -50,6 +51,8 @@ class VirtualRunner(Loop):
         self.on_notice = on_notice
         #: The decisions the callbacks took (commands), written in the same turn.
         self.take_output = take_output
+        #: Called once the device has advanced, before the console reads it (test tools).
+        self.after_advance = after_advance
         self.snapshots = 0
 
     def start(self) -> None:
@@ -63,6 +66,8 @@ class VirtualRunner(Loop):
         """One turn: time passes, read, decide, write; the same order as the real-time loop."""
         self.device.advance(self.dt_s)
         self.now = self.now + self.dt_s
+        if self.after_advance is not None:
+            self.after_advance()
         self.snapshots += self.turn(self.device.transmit(), self.now)
 
     def run(self, seconds: float) -> None:

@@ -227,7 +227,9 @@ class SimulatedDevice:
             self.firmware.silent = on
         else:
             self._apply_link(name, params, on)
-        self.fault_events.append(FaultEvent(self._t, fault.fault_id, str(spec), name, params, on))
+        self.fault_events.append(
+            FaultEvent(self._t, fault.fault_id, str(spec), name, dict(spec.params), on)
+        )
 
     def _apply_link(self, name: str, params: dict[str, float | str], on: bool) -> None:
         direction = str(params.get("dir", "to_host"))
