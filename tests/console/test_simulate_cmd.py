@@ -369,7 +369,7 @@ def test_nominal_run_completes_with_every_required_event(nominal: dict[str, Run]
         assert all(a != b for a, b in itertools.pairwise(opens)), (valve, opens)
     stim = [e["on"] for e in run.named("stim_reported")]
     assert all(a != b for a, b in itertools.pairwise(stim)), stim
-    assert True in stim
+    assert any(stim)  # stimulation was reported on at least once
 
     for e in run.named("command_acked"):
         assert e["command"] != "heartbeat" and isinstance(e["command_seq"], int)
