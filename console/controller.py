@@ -266,6 +266,7 @@ class Controller:
             return
         alarm = verdict.alarm
         proc = self.procedure
+        proc.t = max(proc.t, self.now)
         if alarm in STOPPING:  # the safe state first, in this step; the record after
             if proc.state in RUNNING:
                 proc.stop("fail", alarm.removeprefix("ALM_").lower(), alarm)
@@ -287,6 +288,7 @@ class Controller:
     def on_notice(self, notice: Notice, t: float) -> None:
         self.now = max(self.now, t)
         proc = self.procedure
+        proc.t = max(proc.t, self.now)  # a stop here starts its thaw now, not at the last sample
         if isinstance(notice, DeviceIdentified):
             i = notice.identity
             self.emit(
