@@ -20,6 +20,7 @@ usage line and exit code 2.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import TypeAlias
@@ -90,7 +91,13 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         # --help, --version and usage errors end in argparse's exit(); return
         # its code so that main() can be called (and tested) like a function.
         return _exit_code(exit_)
-    return handler(args)
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        # Ctrl-C before a command installed its own handling (start-up): nothing was
+        # energised yet, so there is nothing to make safe; no traceback for the user.
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,3 +79,17 @@ def test_python_dash_m_console_help(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: probe-console")
     assert "--version" in done.stdout
+
+
+def test_an_interrupt_before_a_command_handles_it_is_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SR-23: no traceback for the user, even for a Ctrl-C during start-up."""
+
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(handler=interrupted)
+    assert cli.run(parser, []) == 1
+    assert "interrupted" in capsys.readouterr().err
