@@ -238,6 +238,8 @@ class Procedure:
         """Per-sample work: plain checks; a trigger only when something changes."""
         self.t = t = s.t_s
         state = self.state
+        if s.supply_open and self.started and not self.locked:
+            self._lock()  # SR-12: from the first reported supply open of a procedure, any state
         if s.supply_open:
             if self.supply_closed_t is not None or self.tip_first_release_t is not None:
                 self._restart_tip_tracking()
