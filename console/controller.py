@@ -31,7 +31,7 @@ from console.connection import (
 )
 from console.interlocks import Clear, Context, Decision, Interlocks
 from console.procedure import FREEZES, RUNNING, Procedure
-from drivers.link import Acked, CommandFailed, Nacked
+from drivers.link import Acked, CommandFailed, LinkError, Nacked
 from drivers.snapshot import Snapshot
 from drivers.stimulator import StimSettings, Stimulator
 from protocols import (
@@ -128,13 +128,20 @@ class Controller:
         return out
 
     def _send(self, message: Message) -> bool:
+        kind = MsgType(LAYOUT_BY_CLASS[type(message)].msg_type).name.lower()
         try:
             self._out.append(self.connection.send(message, self.now))
         except NotReadyError as exc:
             # An energising intent with no ready device: refused here, recorded, made safe.
-            kind = MsgType(LAYOUT_BY_CLASS[type(message)].msg_type).name.lower()
             self.emit("command_refused", command=kind, reason=str(exc))
             self.safe_state("not_ready", None)
+            return False
+        except LinkError as exc:
+            # No device session (never identified, or re-identifying after a loss): nothing
+            # can be sent. Only de-energising commands get here (an energising one is
+            # NotReadyError first), and the device is already safe by its own watchdog and
+            # by the hello that opens the next session (SR-01, SR-03).
+            self.emit("command_refused", command=kind, reason=str(exc))
             return False
         return True
 
@@ -173,9 +180,9 @@ class Controller:
             self._stim_event(on=True)
 
     def stim_stop(self) -> None:
-        self._send(self.stimulator.stop())
         self._stim_on = False
-        self._stim_event(on=False)
+        if self._send(self.stimulator.stop()):
+            self._stim_event(on=False)
 
     def _stim_event(self, *, on: bool) -> None:
         s = self.stim_settings
@@ -238,10 +245,18 @@ class Controller:
             self._open_ms = s.device_ms
         # SR-09 first: commanded and reported disagree for 100 ms (judged before any other
         # rule's safe state changes what is commanded).
-        if not self._valve_fault:
-            mismatches = self.connection.valves.judge(
-                s.supply_open, s.inlet_open, s.vent_open, s.device_ms
-            )
+        valves = self.connection.valves
+        if self._valve_fault:
+            # "states agree" (alarm table): every valve reported where it was last commanded.
+            c = valves.commanded
+            if (c[Valve.SUPPLY], c[Valve.INLET], c[Valve.VENT]) == (
+                s.supply_open,
+                s.inlet_open,
+                s.vent_open,
+            ):
+                self.alarms.condition_cleared("ALM_VALVE_FAULT", self.now)
+        else:
+            mismatches = valves.judge(s.supply_open, s.inlet_open, s.vent_open, s.device_ms)
             if mismatches:
                 m = mismatches[0]
                 self._valve_fault = True
@@ -249,12 +264,17 @@ class Controller:
                     Decision(
                         "ALM_VALVE_FAULT",
                         float(m.duration_ms),
-                        float(self.connection.valves.mismatch_ms),
+                        float(valves.mismatch_ms),
                         s.device_ms,
                         m.since_device_ms,
                     )
                 )
-        ctx = Context(freezing, self._open_ms, self.alarms.is_active("ALM_TEMP_SENSOR"))
+        temp_alarm = self.alarms.is_active("ALM_TEMP_SENSOR")
+        if temp_alarm and not s.tip_flags and proc.state not in RUNNING and not proc.locked:
+            # "next procedure" (alarm table): the procedure it stopped is over, the probe
+            # released, and the thermistor reads plausibly again; the ack clears it.
+            self.alarms.condition_cleared("ALM_TEMP_SENSOR", self.now)
+        ctx = Context(freezing, self._open_ms, temp_alarm)
         for verdict in self.interlocks.evaluate(s, ctx):
             self._apply(verdict)
 

@@ -257,9 +257,12 @@ class Procedure:
                 self.trigger("freeze_done")
         elif state == "pressurize":
             g = self.gas
-            self.window_hold.update(g.supply_min_psi <= s.supply_psi <= g.supply_max_psi, t)
+            # SR-04, and SR-15's "verifies": the freeze (and its supply open) waits for the
+            # device to report stimulation off, not only for the stop to have been sent.
+            in_window = g.supply_min_psi <= s.supply_psi <= g.supply_max_psi
+            self.window_hold.update(in_window and not s.stim_on, t)
             if self.window_hold.held(t, self.limits.supply_window_hold_s):
-                self.trigger("supply_ready")  # SR-04
+                self.trigger("supply_ready")
             elif t - self.state_since >= self.limits.pressurize_timeout_s:
                 reason = "supply_low_timeout" if self.supply_low_seen else "pressurize_timeout"
                 self.stop("fail", reason, None)

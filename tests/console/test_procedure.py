@@ -475,3 +475,86 @@ def test_a_trigger_whose_guards_refuse_it_is_recorded() -> None:
         "trigger": "supply_ready",
         "state": "pressurize",
     }
+
+
+def _ack_and_arm_again(rig: Rig, alarm: str) -> None:
+    """After the procedure that raised `alarm` is over: ack clears it, a new arm is taken."""
+    assert rig.proc.withdraw_safe
+    assert rig.act("request_withdraw") == (True, "")
+    rig.run_until("ready")
+    assert rig.act("ack_alarm", alarm=alarm)[0]
+    assert alarm in [e["alarm"] for e in rig.of("alarm_cleared")]
+    assert rig.arm() == (True, "")
+
+
+def test_a_valve_fault_clears_when_the_states_agree_and_it_is_acknowledged() -> None:
+    """SR-09, alarm table ("states agree, ack"): a valve stuck closed for a while raises
+    ALM_VALVE_FAULT; once it follows its commands again the ack clears it and arming works."""
+    rig = reach("pressurize")
+    rig.device.inject_now("valve_stuck_closed:valve=supply,duration_s=3")
+    rig.run_until("fault", max_s=30.0)
+    assert "ALM_VALVE_FAULT" in rig.alarms_raised()
+    refused = rig.act("ack_alarm", alarm="ALM_VALVE_FAULT")
+    assert refused[0] and "ALM_VALVE_FAULT" not in [e["alarm"] for e in rig.of("alarm_cleared")]
+    rig.run(5.0)  # the fault is over; the valves report what was commanded
+    assert rig.alarms_raised().count("ALM_VALVE_FAULT") == 1
+    assert "ALM_VALVE_FAULT" in [e["alarm"] for e in rig.of("alarm_cleared")]
+    assert rig.act("request_withdraw") == (True, "")  # never opened: never locked
+    rig.run_until("ready")
+    assert rig.arm() == (True, "")
+
+
+def test_a_temp_sensor_alarm_clears_at_the_next_procedure_after_its_ack() -> None:
+    """SR-10, alarm table ("next procedure, ack"): ALM_TEMP_SENSOR blocks arming until the
+    procedure it stopped is over (released by the timed path) with the reading plausible."""
+    rig = reach("freeze_1")
+    rig.device.inject_now("thermistor_open:duration_s=2")
+    rig.run_until("fault", max_s=5.0)
+    rig.run(421.0)
+    assert rig.act("confirm_timed_thaw") == (True, "")
+    rig.run(0.1)
+    _ack_and_arm_again(rig, "ALM_TEMP_SENSOR")
+
+
+def test_a_broken_thermistor_keeps_arming_blocked() -> None:
+    """SR-10: with the thermistor still open, the ack does not clear ALM_TEMP_SENSOR and a new
+    freeze stays blocked."""
+    rig = reach("freeze_1")
+    rig.device.inject_now("thermistor_open")
+    rig.run_until("fault", max_s=5.0)
+    rig.run(421.0)
+    assert rig.act("confirm_timed_thaw") == (True, "")
+    assert rig.act("request_withdraw") == (True, "")
+    rig.run_until("ready")
+    assert rig.act("ack_alarm", alarm="ALM_TEMP_SENSOR")[0]
+    rig.run(2.0)
+    accepted, reason = rig.arm()
+    assert not accepted and "ALM_TEMP_SENSOR" in reason
+
+
+def test_the_freeze_waits_for_stimulation_reported_off() -> None:
+    """SR-15 ("commands it off and verifies"): with the stimulator output stuck on, the supply
+    is never opened (pressurize holds while stimulation is reported on; the device's own fault
+    flag then ends the procedure, SR-32)."""
+    rig = reach("localize")
+    rig.device.inject_now("stim_stuck_on")
+    rig.run(0.5)
+    assert rig.of("stim_reported")[-1]["on"]
+    assert rig.act("confirm_localization")[0]
+    assert rig.act("start_freeze")[0]
+    rig.run(5.0)
+    supply_opens = [e for e in rig.of("valve_commanded") if e["valve"] == "supply" and e["open"]]
+    assert not supply_opens and rig.state == "fault"
+    assert rig.alarms_raised() == ["ALM_DEVICE_FAULT"]
+
+
+def test_pressurize_holds_while_stimulation_is_reported_on() -> None:
+    """SR-15: a device that reports stimulation on (without a fault flag) keeps the procedure in
+    pressurize, supply closed; once it reports off, the freeze follows after SR-04's 1 s."""
+    rig = reach("pressurize")
+    rig.runner.on_snapshot = lambda s: rig.ctl.on_snapshot(s._replace(stim_on=True))
+    rig.run(5.0)
+    assert rig.state == "pressurize"
+    assert not [e for e in rig.of("valve_commanded") if e["valve"] == "supply" and e["open"]]
+    rig.runner.on_snapshot = rig.ctl.on_snapshot
+    rig.run_until("freeze_1", max_s=2.0)
