@@ -68,6 +68,7 @@ STOPPING = frozenset(
         "ALM_STIM_DURING_FREEZE",
         "ALM_PRESSURE_SENSOR",
         "ALM_DEVICE_FAULT",
+        "ALM_RECORD",  # SR-31: no freeze goes on without its record
     }
 )
 
@@ -123,6 +124,8 @@ class Controller:
                 self._valve_fault = False
 
     def take_output(self) -> bytes:
+        if not self._out:
+            return b""
         out = b"".join(self._out)
         self._out.clear()
         return out
@@ -399,6 +402,22 @@ class Controller:
             self._health_at = self.now + _HEALTH_EVERY_S
             h = self.connection.link.health()
             self.emit("link_health", good=h.good, bad=h.bad, lost=h.lost)
+
+    # --- the record (SR-31) -------------------------------------------------------------------
+
+    def record_failed(self, why: str) -> None:
+        """A commit failed: the safe state (a running procedure ends), `ALM_RECORD`."""
+        self.emit("record_failed", reason=why)
+        self._apply(Decision("ALM_RECORD", None, None, self._device_ms(), None))
+
+    def record_restored(self) -> None:
+        """The store took every pending record: "store writable" (the ack clears it)."""
+        self.emit("record_restored")
+        self.alarms.condition_cleared("ALM_RECORD", self.now)
+
+    def _device_ms(self) -> int | None:
+        last = self.connection.last
+        return None if last is None else last.device_ms
 
     def act(self, action: str, params: dict[str, Any] | None = None) -> tuple[bool, str]:
         """An operator action from any source; validated here (SR-30), recorded either way."""

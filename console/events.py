@@ -22,14 +22,14 @@ from typing import IO, Any
 Event = dict[str, Any]
 
 
-def _plain(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe: NaN and infinity become null (JSON has neither)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -75,7 +75,7 @@ class EventFile:
         self._last_flush = time.monotonic()
 
     def __call__(self, event: Event) -> None:
-        self._lines.append(json.dumps(_plain(event), allow_nan=False, separators=(",", ":")))
+        self._lines.append(json.dumps(json_safe(event), allow_nan=False, separators=(",", ":")))
         if len(self._lines) >= 200 or time.monotonic() - self._last_flush >= self._flush_s:
             self.flush()
 

@@ -31,7 +31,7 @@ class Decision(NamedTuple):
     alarm: str
     value: float | None
     limit: float | None
-    device_ms: int
+    device_ms: int | None  # None: not decided on a sample (SR-31, before any telemetry)
     first_over_device_ms: int | None
 
 

@@ -20,9 +20,23 @@ class Loop:
     on_snapshot: Callable[[Snapshot], None] | None
     on_notice: Callable[[Notice, float], None] | None
     take_output: Callable[[], bytes] | None
+    #: After each input's decisions were written: the records' commit (SR-22). True when
+    #: it did something that may have decided more (a commit, failed or not).
+    after_input: Callable[[], bool] | None = None
 
     def write(self, data: bytes) -> None:
         raise NotImplementedError
+
+    def settle(self) -> None:
+        """Write what the consumers decided, then commit its records, before the next input.
+
+        A commit failure may itself decide (SR-31: the safe state): written at once too.
+        """
+        take, after = self.take_output, self.after_input
+        if take is not None:
+            self.write(take())
+        if after is not None and after() and take is not None:
+            self.write(take())
 
     def turn(self, data: bytes, now: float) -> int:
         """Handle the bytes read at `now`; return how many snapshots they carried."""
@@ -33,14 +47,15 @@ class Loop:
         if on_snapshot is not None:
             for snap in snaps:
                 on_snapshot(snap)
+                self.settle()
         if on_notice is not None:
             for notice in notices:
                 on_notice(notice, now)
+                self.settle()
         out, more = conn.poll(now)
         self.write(out)
         if on_notice is not None:
             for notice in more:
                 on_notice(notice, now)
-        if self.take_output is not None:
-            self.write(self.take_output())  # what the consumers decided, in this same turn
+                self.settle()
         return len(snaps)

@@ -7,7 +7,8 @@ bisection to 0.01 mA; the threshold configured and recorded by
 releases. No response at the start, or `ALM_STIM_LEAD`: `abort`. `ALM_LEAK`
 (back in `ready`): the procedure has ended (faulted). After `ALM_THAW_SLOW`
 or with `ALM_TEMP_SENSOR`: `declare_thermistor_suspect`, then
-`confirm_timed_thaw` once allowed.
+`confirm_timed_thaw` once allowed. A locked start (SR-22, after an
+interrupted session): wait in `ready` for the measured release, then arm.
 
 The nerve's response is read from the simulator's side channel (a person
 would watch the muscle); the operator never looks at anything else the
@@ -82,7 +83,9 @@ class ScriptedOperator:
         state = proc.state
         alarms = ctl.alarms
         if self.phase == "arm":
-            if state == "ready":
+            if state == "ready" and proc.locked:  # SR-22's locked start: wait for the release
+                self._timed_thaw(ctl, t)
+            elif state == "ready":
                 if self._act(ctl, "arm", checklist=self.checklist):
                     self.phase = "armed"
                 else:
@@ -158,10 +161,18 @@ class ScriptedOperator:
 
     def _procedure(self, ctl: Controller, t: float) -> None:
         proc = ctl.procedure
-        alarms = ctl.alarms
         if proc.state == "ready":
             self._finish("procedure ended")
             return
+        self._timed_thaw(ctl, t)
+        ended = proc.state == "complete" or proc.state in ENDS
+        if proc.withdraw_safe and ended and self._act(ctl, "request_withdraw"):
+            self._finish("withdrawn")
+
+    def _timed_thaw(self, ctl: Controller, t: float) -> None:
+        """SR-13's path when the thermistor is not to be trusted: declare, wait, confirm."""
+        proc = ctl.procedure
+        alarms = ctl.alarms
         if (
             proc.locked
             and not self._declared
@@ -172,6 +183,3 @@ class ScriptedOperator:
             closed = proc.supply_closed_t
             if closed is not None and t - closed >= ctl.config.interlocks.timed_thaw_s:
                 self._act(ctl, "confirm_timed_thaw")
-        ended = proc.state == "complete" or proc.state in ENDS
-        if proc.withdraw_safe and ended and self._act(ctl, "request_withdraw"):
-            self._finish("withdrawn")

@@ -44,12 +44,14 @@ def default_lock_dir(env: Mapping[str, str] | None = None) -> Path:
     return default_socket_path(env).parent / "locks"
 
 
+def port_key(url: str) -> str:
+    """One name per port: the resolved path of a device or pty, or the URL itself."""
+    return url if "://" in url else os.path.realpath(url)
+
+
 def lock_name(url: str) -> str:
-    """A file name for a port: the resolved path of a device or pty, or the URL itself."""
-    target = url
-    if "://" not in url:
-        target = os.path.realpath(url)
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", target).strip("_") + ".lock"
+    """A file name for a port's lock."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", port_key(url)).strip("_") + ".lock"
 
 
 class PortLock:

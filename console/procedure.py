@@ -102,6 +102,7 @@ class Procedure:
         self.t = 0.0
         self.leak_test_due = True
         self.identity_ok = False
+        self.recovering = False  # SR-22: started locked after an interrupted session
         self._reset_procedure()
         self.machine = Machine(
             model=self,
@@ -271,7 +272,11 @@ class Procedure:
                 self.trigger("thaw_done")
         elif state == "leak_test":
             self._leak_step(s, t)
-        if self.locked and state in ("withdraw_locked", *ENDS) and self._release_ready(t):
+        if (
+            self.locked
+            and (state in ("withdraw_locked", *ENDS) or self.recovering)
+            and self._release_ready(t)
+        ):
             self._unlock()
             if self.state == "withdraw_locked":
                 self.trigger("release")
@@ -283,7 +288,12 @@ class Procedure:
     def _track_thaw(self, s: Snapshot, t: float) -> None:
         """SR-12 and SR-14 bookkeeping in a releasing thaw, once the supply reported closed."""
         closed = self.supply_closed_t
-        if closed is None or self.state not in (THAWS[self.cycles - 1], "withdraw_locked", *ENDS):
+        releasing = self.recovering or self.state in (
+            THAWS[self.cycles - 1],
+            "withdraw_locked",
+            *ENDS,
+        )
+        if closed is None or not releasing:
             return
         above = s.tip_c >= self.limits.release_tip_c  # False for NaN (a rail): never releases
         if above and self.tip_first_release_t is None:
@@ -329,7 +339,22 @@ class Procedure:
             self.locked = True
             self._set_withdraw_safe(False)
 
+    def start_locked(self, reason: str) -> None:
+        """SR-22: the last session on this port may have left the probe frozen in tissue.
+
+        Locked from now, released only by a measured thaw (SR-12's three conditions,
+        counted from the first sample that reports the supply closed, with `thaw_s`
+        from now) or SR-13's timed path. No procedure is armed meanwhile.
+        """
+        self.recovering = True
+        self.thaw_start_t = self.t
+        self.supply_closed_t = None
+        self._restart_tip_tracking()
+        self.emit("locked_start", reason=reason)
+        self._lock()
+
     def _unlock(self) -> None:
+        self.recovering = False
         self.locked = False
         self._set_withdraw_safe(True)
         self.alarms.condition_cleared("ALM_PROBE_FROZEN", self.t)
@@ -439,6 +464,9 @@ class Procedure:
         problems = p.checklist.problems()
         if problems:
             return False, "checklist: " + "; ".join(problems)
+        if self.locked:  # SR-22: a locked start; a new procedure waits for the release
+            self.alarms.raise_alarm("ALM_PROBE_FROZEN", self.t)
+            return False, "the probe is still locked from an interrupted session: wait for the thaw"
         if not self.identity_ok:
             self.alarms.raise_alarm("ALM_IDENTITY", self.t)
             return False, "the device was refused at identification (ALM_IDENTITY)"

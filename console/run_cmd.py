@@ -37,8 +37,14 @@ from console.bench_cmds import (
 from console.config import ConfigError, ConsoleConfig, config_sha256, load_config
 from console.controller import Controller
 from console.events import EventFile, EventStream
+from console.handshake import Refusal
 from console.operator import ScriptedOperator
+from console.portlock import port_key
+from console.records import Recorder, Recovery, recover, utc_now
+from console.runtime import Runtime
+from console.store import ProbeRegistry, StoreError, default_db_path
 from console.view import ProgressView, Summary
+from console.wiring import record_with
 from protocols import DeviceKind
 
 if TYPE_CHECKING:
@@ -189,95 +195,143 @@ def _run(
     events_file: EventFile | None,
 ) -> int:
     with _device(args, config, "run") as (runtime, registry):
-        start = runtime.now()
-        stream = EventStream(lambda: runtime.now() - start, wall_clock=lambda: datetime.now(UTC))
-        summary = Summary(freeze_target_c=config.gas_profile.freeze_target_c)
-        view = ProgressView(sys.stdout, quiet=args.quiet)
-        if events_file is not None:
-            stream.sinks.append(events_file)
-        stream.sinks += [summary, view.event]
-        conn = runtime.connection
-        controller = Controller(config, conn, stream, now=start)
-        session_id = uuid.uuid4().hex
-
-        def remember_opened(e: dict[str, Any]) -> None:
-            # SR-18: the probe's first reported supply open, for later device sessions.
-            identity = conn.identity
-            if (
-                identity is not None
-                and e["event"] == "valve_reported"
-                and e["valve"] == "supply"
-                and e["open"]
-            ):
-                registry.mark_opened(
-                    identity.probe_serial,
-                    identity.probe_model,
-                    identity.device_serial,
-                    e["ts"],
-                    session_id,
-                )
-
-        stream.sinks.append(remember_opened)
-        runtime.on_snapshot = controller.on_snapshot
-        runtime.on_notice = controller.on_notice
-        runtime.take_output = controller.take_output
-        stream(
-            "session_started",
-            {
-                "session_id": session_id,
-                "version": _version(),
-                "profile": config.procedure.profile,
-                "gas": config.gas,
-                "seed": None,
-                "faults": [],
-                "config_sha256": config_sha256(config),
-                "simulated": False,
-            },
-        )
-        _wait_identified(runtime, args.timeout_s, args.port)
-        identity = conn.identity
-        assert identity is not None
-        if conn.refusals:
-            # SR-18: a refusal blocks arming only; nothing was energised, so nothing is locked.
-            stream("session_finished", {"outcome": "aborted", "reason": "device_refused"})
-            for refusal in conn.refusals:
+        db_path = args.db or default_db_path()
+        port = port_key(args.port)
+        try:
+            recorder = Recorder(
+                db_path, uuid.uuid4().hex, command="run", port=port, simulated=False
+            )
+        except StoreError as exc:
+            raise CommandExit(EXIT_USAGE, str(exc)) from None
+        code: int | None = None
+        try:
+            recovery = recover(db_path, port=port, by_session=recorder.session_id, now_ts=utc_now())
+            code = _procedure(
+                args, config, checklist, events_file, runtime, registry, recorder, recovery
+            )
+            return code
+        except StoreError as exc:
+            raise CommandExit(EXIT_USAGE, str(exc)) from None
+        finally:
+            runtime.on_snapshot = runtime.on_notice = runtime.after_input = None  # record closed
+            if not recorder.close(code):
                 print(
-                    f"probe-console run: refused ({refusal.code}): {refusal.message}",
+                    f"probe-console run: the session record {recorder.session_id} in {db_path} "
+                    f"is incomplete: {recorder.failed or 'it has no end'}",
                     file=sys.stderr,
                 )
-            return EXIT_DEVICE
-        if identity.device_kind == DeviceKind.HARDWARE:
-            _confirm_hardware(config)
-        operator = ScriptedOperator(
-            _Prompt(args.quiet), fixed_ma=args.localize_ma, checklist=checklist.model_dump()
-        )
-        view.start()
-        try:
-            while runtime.stop_signal is None and not operator.done:
-                runtime.step()
-                controller.tick(runtime.now())
-                operator.step(controller, runtime.now())
-                runtime.write(controller.take_output())
-                view.refresh(controller, runtime.now() - start)
-        finally:
-            view.stop()
-        proc = controller.procedure
-        if runtime.stop_signal is not None:
-            reason = f"signal:{signal.Signals(runtime.stop_signal).name}"
-            proc.end_now(reason)
-            runtime.write(controller.take_output())
-            runtime.stop_signal = None
-            runtime.make_safe(reason)
-        else:
-            runtime.make_safe("exit")  # SR-01: the safe state, verified, before the record ends
-        outcome, reason = proc.finished or ("aborted", "not_started")
-        stream("session_finished", {"outcome": outcome, "reason": reason})
-        runtime.on_snapshot = runtime.on_notice = None  # the record is closed
-        code = (
-            EXIT_LOCKED if proc.locked else EXIT_COMPLETED if outcome == "completed" else EXIT_EARLY
-        )
-        view.summary(summary.render(code, time.monotonic() - start, runtime.now() - start, "run"))
-        return code
+
+
+def _procedure(
+    args: argparse.Namespace,
+    config: ConsoleConfig,
+    checklist: Checklist,
+    events_file: EventFile | None,
+    runtime: Runtime,
+    registry: ProbeRegistry,
+    recorder: Recorder,
+    recovery: Recovery,
+) -> int:
+    start = runtime.now()
+    stream = EventStream(lambda: runtime.now() - start, wall_clock=lambda: datetime.now(UTC))
+    summary = Summary(freeze_target_c=config.gas_profile.freeze_target_c)
+    view = ProgressView(sys.stdout, quiet=args.quiet)
+    if events_file is not None:
+        stream.sinks.append(events_file)
+    stream.sinks += [summary, view.event, recorder]
+    conn = runtime.connection
+    controller = Controller(config, conn, stream, now=start)
+    session_id = recorder.session_id
+
+    def remember_opened(e: dict[str, Any]) -> None:
+        # SR-18: the probe's first reported supply open, for later device sessions.
+        identity = conn.identity
+        if (
+            identity is not None
+            and e["event"] == "valve_reported"
+            and e["valve"] == "supply"
+            and e["open"]
+        ):
+            registry.mark_opened(
+                identity.probe_serial,
+                identity.probe_model,
+                identity.device_serial,
+                e["ts"],
+                session_id,
+            )
+
+    stream.sinks.append(remember_opened)
+    runtime.on_snapshot = controller.on_snapshot
+    runtime.on_notice = controller.on_notice
+    runtime.take_output = controller.take_output
+    record_with(recorder, controller, runtime, lambda: runtime.now() - start)
+    stream(
+        "session_started",
+        {
+            "session_id": session_id,
+            "version": _version(),
+            "profile": config.procedure.profile,
+            "gas": config.gas,
+            "seed": None,
+            "faults": [],
+            "config_sha256": config_sha256(config),
+            "simulated": False,
+        },
+    )
+    for other in recovery.interrupted:
+        stream("session_interrupted", {"interrupted_session_id": other})
+    try:
+        _wait_identified(runtime, args.timeout_s, args.port)
+    except CommandExit as exc:
+        stream("session_finished", {"outcome": "aborted", "reason": "device_unavailable"})
+        raise exc from None
+    identity = conn.identity
+    assert identity is not None
+    proc = controller.procedure
+    if recovery.start_locked:  # SR-22, after SR-01's safe state of the handshake
+        proc.start_locked(recovery.why)
+        runtime.settle()
+    if conn.refusals and not proc.locked:
+        # SR-18: a refusal blocks arming only; nothing was energised, so nothing is locked.
+        # (Locked, the loop below first waits for the thaw; the operator's arm is refused.)
+        return _refused(stream, conn.refusals)
+    if identity.device_kind == DeviceKind.HARDWARE and not conn.refusals:
+        _confirm_hardware(config)
+    operator = ScriptedOperator(
+        _Prompt(args.quiet), fixed_ma=args.localize_ma, checklist=checklist.model_dump()
+    )
+    view.start()
+    try:
+        while runtime.stop_signal is None and not operator.done:
+            runtime.step()
+            controller.tick(runtime.now())
+            operator.step(controller, runtime.now())
+            runtime.settle()
+            view.refresh(controller, runtime.now() - start)
+    finally:
+        view.stop()
+    if runtime.stop_signal is not None:
+        reason = f"signal:{signal.Signals(runtime.stop_signal).name}"
+        proc.end_now(reason)
+        runtime.settle()
+        runtime.stop_signal = None
+        runtime.make_safe(reason)
+    else:
+        runtime.make_safe("exit")  # SR-01: the safe state, verified, before the record ends
+    if conn.refusals and not proc.locked:
+        return _refused(stream, conn.refusals)
+    outcome, reason = proc.finished or ("aborted", "not_started")
+    stream("session_finished", {"outcome": outcome, "reason": reason})
+    code = EXIT_LOCKED if proc.locked else EXIT_COMPLETED if outcome == "completed" else EXIT_EARLY
+    view.summary(summary.render(code, time.monotonic() - start, runtime.now() - start, "run"))
+    return code
+
+
+def _refused(stream: EventStream, refusals: list[Refusal]) -> int:
+    stream("session_finished", {"outcome": "aborted", "reason": "device_refused"})
+    for refusal in refusals:
+        print(f"probe-console run: refused ({refusal.code}): {refusal.message}", file=sys.stderr)
+    return EXIT_DEVICE
 
 
 def _version() -> str:

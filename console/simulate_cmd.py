@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING
 
 from console.config import ConfigError, ConsoleConfig, config_sha256, load_config
 from console.events import EventFile, EventStream
+from console.records import Recorder, recover, utc_now
 from console.simulation import Simulation
-from console.store import StoreError, connect
+from console.store import StoreError, default_db_path
 from console.view import ProgressView, Summary
+from console.wiring import record_with
 from simulator.device import SimConfig
 from simulator.faults import FaultSpec, FaultSpecError, fault_help, parse_fault
 from simulator.firmware import DeviceIdentity
@@ -149,18 +151,33 @@ def simulate(args: argparse.Namespace) -> int:
         ),
         faults=faults,
     )
+    session_id = uuid.uuid4().hex
     try:
-        if args.db is not None:
-            connect(args.db).close()  # created and migrated; session records are not stored yet
         events_file = EventFile(args.events) if args.events else None
-    except (StoreError, OSError) as exc:
-        print(f"probe-console simulate: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"probe-console simulate: --events {args.events}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return _run(args, config, sim, events_file)
+    try:
+        db_path = args.db or default_db_path()
+        recorder = Recorder(db_path, session_id, command="simulate", port=None, simulated=True)
+        # Sessions left unfinished by a dead process; none of them locks this run: its
+        # simulated device is new (SR-22's locked start is for `run` and `serve` on a port).
+        interrupted = recover(db_path, port=None, by_session=session_id, now_ts=utc_now())
+    except StoreError as exc:
+        print(f"probe-console simulate: {exc}", file=sys.stderr)
+        if events_file is not None:
+            events_file.close()
+        return EXIT_USAGE
+    return _run(args, config, sim, events_file, recorder, interrupted.interrupted)
 
 
 def _run(
-    args: argparse.Namespace, config: ConsoleConfig, sim: SimConfig, events_file: EventFile | None
+    args: argparse.Namespace,
+    config: ConsoleConfig,
+    sim: SimConfig,
+    events_file: EventFile | None,
+    recorder: Recorder,
+    interrupted: list[str],
 ) -> int:
     holder: dict[str, Simulation] = {}
     stream = EventStream(lambda: holder["sim"].now if "sim" in holder else 0.0)
@@ -170,13 +187,14 @@ def _run(
         stream.sinks.append(events_file)
     stream.sinks.append(summary)
     stream.sinks.append(view.event)
+    stream.sinks.append(recorder)
     simulation = Simulation(config, sim, sink=stream)
     holder["sim"] = simulation
-    session_id = uuid.uuid4().hex
+    record_with(recorder, simulation.controller, simulation.runner, lambda: simulation.now)
     stream(
         "session_started",
         {
-            "session_id": session_id,
+            "session_id": recorder.session_id,
             "version": _version(),
             "profile": config.procedure.profile,
             "gas": config.gas,
@@ -186,6 +204,8 @@ def _run(
             "simulated": True,
         },
     )
+    for other in interrupted:
+        stream("session_interrupted", {"interrupted_session_id": other})
     received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -223,6 +243,12 @@ def _run(
     stream("session_finished", {"outcome": result.outcome, "reason": result.reason})
     if events_file is not None:
         events_file.close()
+    if not recorder.close(result.exit_code):
+        print(
+            f"probe-console simulate: the session record {recorder.session_id} in "
+            f"{recorder.path} is incomplete: {recorder.failed}",
+            file=sys.stderr,
+        )
     view.summary(summary.render(result.exit_code, time.monotonic() - wall_start, result.virtual_s))
     return result.exit_code
 

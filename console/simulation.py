@@ -90,7 +90,7 @@ class Simulation:
         runner.step()
         controller.tick(runner.now)
         self.operator.step(controller, runner.now)
-        runner.write(controller.take_output())
+        runner.settle()
 
     def _record_faults(self) -> None:
         """`fault_injected`, recorded before the console's reaction to what the fault did."""
@@ -134,7 +134,7 @@ class Simulation:
 
     def _verify_safe(self) -> None:
         """SR-01 on the way out: the safe state commanded, then confirmed by telemetry."""
-        self.runner.write(self.controller.take_output())
+        self.runner.settle()
         start = self.runner.now
         for _ in range(round(1.0 / self.runner.dt_s)):
             self.step()

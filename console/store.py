@@ -1,7 +1,7 @@
 """The console's SQLite database: schema versions, migrations, and the probe registry.
 
 One file holds the probe registry (SR-18: single-use probes already opened)
-and, later, the session records (SR-22). It is opened in WAL mode with
+and the session records (SR-22, console/records.py). It is opened in WAL mode with
 `synchronous=FULL`, so a committed row survives a crash or a power cut.
 Migrations are numbered, applied in order inside one transaction each, and
 recorded in `schema_version`; a database newer than this code is refused
@@ -52,8 +52,84 @@ def _v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    """Session records (console/records.py): the hash chain and its derived indexes."""
+    # One statement at a time: `executescript` would commit the migration's transaction.
+    script = """
+        CREATE TABLE sessions (
+            session_id TEXT PRIMARY KEY,
+            command TEXT NOT NULL,
+            port TEXT,
+            pid INTEGER NOT NULL,
+            simulated INTEGER NOT NULL,
+            started_ts TEXT NOT NULL,
+            finished_ts TEXT,
+            outcome TEXT,
+            reason TEXT,
+            exit_code INTEGER,
+            record_count INTEGER NOT NULL,
+            head_hash BLOB NOT NULL,
+            heartbeats INTEGER NOT NULL,
+            supply_opened INTEGER NOT NULL,
+            locked INTEGER NOT NULL
+        );
+        CREATE TABLE records (
+            session_id TEXT NOT NULL REFERENCES sessions (session_id),
+            seq INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            t_s REAL NOT NULL,
+            body BLOB NOT NULL,
+            hash BLOB NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        ) WITHOUT ROWID;
+        CREATE TABLE telemetry (
+            session_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            t_s REAL NOT NULL,
+            device_ms INTEGER NOT NULL,
+            tip_c REAL,
+            supply_psi REAL NOT NULL,
+            exhaust_psi REAL NOT NULL,
+            supply_open INTEGER NOT NULL,
+            inlet_open INTEGER NOT NULL,
+            vent_open INTEGER NOT NULL,
+            stim_on INTEGER NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        ) WITHOUT ROWID;
+        CREATE TABLE alarms (
+            session_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            alarm TEXT NOT NULL,
+            priority TEXT NOT NULL,
+            raised_t_s REAL NOT NULL,
+            value REAL,
+            limit_value REAL,
+            device_ms INTEGER,
+            acknowledged_t_s REAL,
+            cleared_t_s REAL,
+            PRIMARY KEY (session_id, seq)
+        ) WITHOUT ROWID;
+        CREATE TABLE procedures (
+            session_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            started_t_s REAL NOT NULL,
+            cycles INTEGER,
+            freeze_s REAL,
+            thaw_s REAL,
+            finished_t_s REAL,
+            outcome TEXT,
+            reason TEXT,
+            PRIMARY KEY (session_id, seq)
+        ) WITHOUT ROWID;
+        CREATE INDEX sessions_port ON sessions (port);
+        """
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 #: Migration n brings the schema from version n-1 to n. Append only; never edit a released one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from console.config import ConsoleConfig
 from console.connection import Connection, ConnectionSetup
@@ -21,6 +22,11 @@ from drivers.pressure import exhaust_sensor, supply_sensor
 from drivers.snapshot import Snapshots
 from drivers.stimulator import Stimulator
 from drivers.thermistor import Thermistor
+
+if TYPE_CHECKING:
+    from console.controller import Controller
+    from console.loop import Loop
+    from console.records import Recorder
 
 
 def snapshots_for(config: ConsoleConfig) -> Snapshots:
@@ -84,3 +90,17 @@ def counter_nonces(seed: int) -> Callable[[], int]:
 
 def stimulator_for(config: ConsoleConfig) -> Stimulator:
     return Stimulator(config.stimulation)
+
+
+def record_with(
+    recorder: Recorder, controller: Controller, loop: Loop, clock: Callable[[], float]
+) -> None:
+    """The session record as the loop's commit after each input, SR-31 to the controller.
+
+    The caller adds `recorder` to the event stream's sinks.
+    """
+    recorder.on_failure = controller.record_failed
+    recorder.on_restored = controller.record_restored
+    link = controller.connection.link
+    recorder.heartbeats = lambda: link.health().heartbeats
+    loop.after_input = lambda: recorder.commit_due(clock())

@@ -34,9 +34,11 @@ class Rig:
         gas: str = "N2O",
         seed: int = 0,
         dt_s: float = 0.01,
+        device: SimulatedDevice | None = None,
     ) -> None:
+        """`device`: a console restarting against a device another one left (SR-22)."""
         self.config: ConsoleConfig = load_config(None, {"gas": gas, **(overrides or FAST)})
-        self.device = SimulatedDevice(
+        self.device = device or SimulatedDevice(
             SimConfig(seed=seed, gas=gas, faults=tuple(parse_fault(f) for f in faults))
         )
         self.connection = connection_for(self.config, registry=None, nonces=counter_nonces(seed))
