@@ -44,7 +44,7 @@ from console.records import Recorder, Recovery, recover, utc_now
 from console.runtime import Runtime
 from console.store import ProbeRegistry, StoreError, default_db_path
 from console.view import ProgressView, Summary
-from console.wiring import record_with
+from console.wiring import record_with, remember_opened
 from protocols import DeviceKind
 
 if TYPE_CHECKING:
@@ -243,24 +243,7 @@ def _procedure(
     controller = Controller(config, conn, stream, now=start)
     session_id = recorder.session_id
 
-    def remember_opened(e: dict[str, Any]) -> None:
-        # SR-18: the probe's first reported supply open, for later device sessions.
-        identity = conn.identity
-        if (
-            identity is not None
-            and e["event"] == "valve_reported"
-            and e["valve"] == "supply"
-            and e["open"]
-        ):
-            registry.mark_opened(
-                identity.probe_serial,
-                identity.probe_model,
-                identity.device_serial,
-                e["ts"],
-                session_id,
-            )
-
-    stream.sinks.append(remember_opened)
+    stream.sinks.append(remember_opened(registry, conn, session_id))
     runtime.on_snapshot = controller.on_snapshot
     runtime.on_notice = controller.on_notice
     runtime.take_output = controller.take_output

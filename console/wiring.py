@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from console.config import ConsoleConfig
 from console.connection import Connection, ConnectionSetup
@@ -104,3 +104,27 @@ def record_with(
     link = controller.connection.link
     recorder.heartbeats = lambda: link.health().heartbeats
     loop.after_input = lambda: recorder.commit_due(clock())
+
+
+def remember_opened(
+    registry: ProbeRegistry, connection: Connection, session_id: str
+) -> Callable[[dict[str, Any]], None]:
+    """An event sink: the probe's first reported supply open, for later device sessions (SR-18)."""
+
+    def sink(e: dict[str, Any]) -> None:
+        identity = connection.identity
+        if (
+            identity is not None
+            and e["event"] == "valve_reported"
+            and e["valve"] == "supply"
+            and e["open"]
+        ):
+            registry.mark_opened(
+                identity.probe_serial,
+                identity.probe_model,
+                identity.device_serial,
+                e["ts"],
+                session_id,
+            )
+
+    return sink

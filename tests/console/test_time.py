@@ -20,6 +20,7 @@ CLOCK_OWNERS = {
     "console/run_cmd.py",
     "console/bench_cmds.py",
     "console/portlock.py",
+    "console/qa_cmd.py",
     "console/records.py",  # wall-clock stamps of the session rows only (the store is I/O)
     "simulator/server.py",
 }
