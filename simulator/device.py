@@ -268,9 +268,17 @@ class SimulatedDevice:
         return [str(f.spec) for f in self._faults if f.active and not f.done]
 
     def status(self) -> dict[str, Any]:
-        """The control channel's `STATUS`: valves, stimulation, time, nerve, true gas left."""
+        """The control channel's `STATUS`: the simulator's truth, for tests and test tools.
+
+        Valves, stimulation, time, the nerve (thresholds and responses, motor
+        and sensory), the cylinder (true gas used and left, its temperature and
+        pressure) and the ice ball (radius, width, length, volume, latent heat):
+        what the console's estimates are judged against. A real console sees
+        none of it.
+        """
         p = self.physics
         fw = self.firmware
+        pulse_us = p.stim_pulse_us or 100.0
         return {
             "t_s": round(self._t, 3),
             "device_ms": fw.device_ms(self._t),
@@ -292,13 +300,27 @@ class SimulatedDevice:
                 else None,
             },
             "nerve_responding": p.nerve_responding,
-            "nerve_threshold_ma": round(p.nerve_threshold_ma(p.stim_pulse_us or 100.0), 3),
+            "nerve_threshold_ma": round(p.nerve_threshold_ma(pulse_us, p.stim_rate_hz), 3),
+            "nerve_motor_responding": p.nerve_motor_responding,
+            "nerve_motor_threshold_ma": round(p.nerve_motor_threshold_ma(pulse_us), 3),
+            "nerve_sensory_responding": p.nerve_sensory_responding,
+            "nerve_sensory_threshold_ma": round(p.nerve_sensory_threshold_ma(pulse_us), 3),
             "supply_psi": round(p.supply_psi, 2),
             "exhaust_psi": round(p.exhaust_psi, 2),
             "tip_c": round(p.tip_c, 2),
             "probe_free": p.probe_free,
             "gas_used_g": round(p.gas_used_g, 2),
             "gas_left_g": round(p.gas_left_g, 2),
+            "cylinder_psi": round(p.cylinder_psi, 2),
+            "cylinder_c": round(p.cylinder_c, 3),
+            "cylinder_liquid_g": round(p.cylinder_liquid_g, 2),
+            "ice_radius_mm": round(p.ice_radius_mm, 3),
+            "ice_width_mm": round(p.ice_width_mm, 3),
+            "ice_length_mm": round(p.ice_length_mm, 3),
+            "ice_volume_ml": round(p.ice_volume_ml, 4),
+            "ice_j": round(p.ice_j, 2),
+            "tip_iced": p.tip_iced,
+            "tissue_cooling_w": round(p.tissue_cooling_w, 3),
             "probe_uses": fw.identity.probe_uses,
             "status_flags": fw.status_flags,
             "fault_flags": fw.fault_flags,

@@ -1,4 +1,4 @@
-"""First-order physics of the probe console: gas, tip, ice, thaw, electrode, nerve.
+"""The physics of the probe console: cylinder, gas, tip, ice ball, thaw, electrode, nerve.
 
 This is the truth the simulated device measures: a separate sensor layer turns
 it into ADC counts with seeded noise, and the emulated firmware drives the
@@ -9,12 +9,15 @@ so the same parameters and the same calls give the same trajectory, bit for
 bit. The equations, their sources in `domain.md` and how well they match the
 facts are in `docs/simulator.md, "Physics"`.
 
-Every state relaxes with the exact exponential update
+Every fast state relaxes with the exact exponential update
 ``x += (target - x) * (1 - exp(-dt / tau))``, so the result hardly depends on
 the step (1 ms and 10 ms agree to a fraction of a degree or psi), and the
-exponentials are computed once per distinct step size. One `step` at 10 ms
-costs a few microseconds: a 1,100 s procedure is 110,000 of them and the
-whole stack must run at 300x real time (`DESIGN.md`, the budget).
+exponentials are computed once per distinct step size. The slow states (the
+cylinder in `simulator/cylinder.py`, the ice ball in `simulator/ice.py`)
+advance on a slow tick every `SLOW_TICK_S` of device time, whatever the step.
+One `step` at 10 ms costs a few microseconds: a 1,100 s procedure is 110,000
+of them and the whole stack must run at 300x real time (`DESIGN.md`, the
+budget).
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Final, Literal, get_args
 
-from simulator.gas import GRID_CELLS_PER_PSI, GRID_LAST_CELL, GasName, boiling_grid, saturation_psig
+from simulator.cylinder import Cylinder
+from simulator.gas import GASES, GRID_CELLS_PER_PSI, GRID_LAST_CELL, GasName, boiling_grid
+from simulator.ice import GAUGE_OD_MM, IceBall, IceParams, probe_radius_mm
 from simulator.nerve import NerveModel, StimElectrode
 
 __all__ = [
     "PHYSICS_FAULTS",
+    "SLOW_TICK_S",
     "VALVE_NAMES",
     "FaultInfo",
     "Physics",
@@ -42,6 +48,13 @@ ValveName = Literal["inlet", "supply", "vent"]
 VALVE_NAMES: Final[tuple[ValveName, ...]] = get_args(ValveName)
 
 FaultValue = float | str
+
+# The cylinder and the ice ball change over seconds: they advance at this
+# cadence of device time, whatever the step, so that a 10 ms step stays cheap.
+SLOW_TICK_S: Final = 0.25
+# A natural change of the cylinder pressure within one tick is taken at once;
+# a larger one (emptied, refilled) is followed over cylinder_empty_tau_s.
+_CYLINDER_SNAP_PSI: Final = 5.0
 
 _GRID_CELLS_PER_PSI: Final = GRID_CELLS_PER_PSI
 _GRID_LAST_CELL: Final = GRID_LAST_CELL
@@ -64,9 +77,13 @@ _DIVISORS: Final = frozenset(
         "tip_cool_tau_s",
         "tip_thaw_tau_s",
         "tip_rewarm_tau_s",
-        "ice_latent_tau_s",
-        "tip_cold_tau_s",
-        "shaft_cold_tau_s",
+        "cooled_length_mm",
+        "ice_k_w_per_m_k",
+        "tissue_k_w_per_m_k",
+        "tissue_rho_c_j_per_ml_k",
+        "ice_latent_j_per_ml",
+        "shell_min_mm",
+        "shell_rewarm_tau_s",
         "exhaust_trapped_tau_s",
         "carryover_tau_factor",
         "lead_impedance_ohm",
@@ -85,14 +102,20 @@ class PhysicsParams:
 
     gas: GasName = "N2O"
     # Cylinder and regulator (domain.md, cylinder and console plumbing rows).
+    # The liquid starts at cylinder_c; the room (ambient_c) warms it back
+    # through cylinder_warm_w_per_k. A cold room: set both.
     regulator_psig: float = 700.0
     cylinder_c: float = 20.0
+    ambient_c: float = 20.0
     cylinder_g: float = 3000.0
+    cylinder_wall_j_per_k: float = 0.0
+    cylinder_warm_w_per_k: float = 1.5
     cylinder_empty_tau_s: float = 1.0
     tissue_c: float = 37.0
     # Valves: actual position moves linearly over valve_move_s (issue 3: 15 ms).
     valve_move_s: float = 0.015
-    # The default probe (domain.md, default probe row); informational.
+    # The default probe (domain.md, default probe row): the gauge sets the
+    # shaft's radius, hence the ice ball's conduction.
     probe_gauge: int = 20
     probe_length_mm: float = 90.0
     # Supply line: fill through the inlet, empty through the vent, drain
@@ -119,18 +142,27 @@ class PhysicsParams:
     melt_plateau_c: float = -0.5
     tip_max_rate_c_per_s: float = 58.0
     cooling_min_authority: float = 0.02
-    # Ice and thaw (fitted; docs/simulator.md, "Physics"). Growth target scales
-    # with (tip_c / ice_ref_tip_c) ** 2: -50 C makes about half the ice of -70 C.
+    # Of the refrigeration the gas carries (flow x refrigeration effect, about
+    # 30 W for N2O), the share that reaches the tissue: about 4.6 W (domain.md:
+    # 3-6 W; most of the cold leaves with the exhaust).
+    cooling_tissue_share: float = 0.204
+    # The ice ball (simulator/ice.py; fitted, docs/simulator.md "Ice ball").
+    cooled_length_mm: float = 10.3
+    cooled_length_exp: float = 1.0
     ice_ref_tip_c: float = -76.8
-    ice_growth_max: float = 1.5
-    ice_latent_max_j: float = 182.0
-    ice_latent_tau_s: float = 55.0
-    tip_cold_max_j: float = 345.0
-    tip_cold_tau_s: float = 510.0
-    thaw_tip_w: float = 1.0
-    shaft_cold_max_j: float = 712.0
-    shaft_cold_tau_s: float = 214.0
-    thaw_shaft_w: float = 2.0
+    ice_k_w_per_m_k: float = 1.31
+    tissue_k_w_per_m_k: float = 0.301
+    tissue_rho_c_j_per_ml_k: float = 3.6
+    ice_latent_j_per_ml: float = 304.0
+    ice_cp_j_per_ml_k: float = 1.9
+    ice_sensible_share: float = 0.25
+    shaft_surface_share: float = 0.553
+    tip_flux_geometry: float = 0.889
+    shaft_flux_geometry: float = 0.415
+    shell_min_mm: float = 0.18
+    shell_recovery_tip_per_s: float = 0.0
+    shell_recovery_shaft_per_s: float = 0.012
+    shell_rewarm_tau_s: float = 600.0
     # Faults with a physical parameter that is not a fault key.
     exhaust_blocked_peak_psi: float = 45.0
     exhaust_trapped_tau_s: float = 20.0
@@ -138,13 +170,19 @@ class PhysicsParams:
     carryover_cooling_gain: float = 3.0
     carryover_tau_factor: float = 0.4
     carryover_flow_gain: float = 2.0
-    # Stimulation electrode and nerve (domain.md, nerve stimulation row).
+    # Stimulation electrode and nerve (domain.md, nerve stimulation row):
+    # motor fibres (short chronaxie, the 2 Hz / 100 us preset) and sensory
+    # fibres (long chronaxie, the 50 Hz / 1000 us preset).
     lead_impedance_ohm: float = 3000.0
     stim_compliance_v: float = 60.0
     nerve_distance_mm: float = 1.0
     nerve_i0_ma: float = 0.15
     nerve_k_ma_per_mm2: float = 0.28
     nerve_chronaxie_us: float = 40.0
+    nerve_sensory_i0_ma: float = 0.06
+    nerve_sensory_k_ma_per_mm2: float = 0.14
+    nerve_sensory_chronaxie_us: float = 400.0
+    nerve_sensory_min_rate_hz: float = 20.0
 
     def __post_init__(self) -> None:
         if self.gas not in ("N2O", "CO2"):
@@ -167,6 +205,11 @@ class PhysicsParams:
             )
         if self.ice_ref_tip_c >= 0:
             raise PhysicsError(f"ice_ref_tip_c = {self.ice_ref_tip_c!r}: must be below 0 C")
+        if self.probe_gauge not in GAUGE_OD_MM:
+            raise PhysicsError(
+                f"probe_gauge = {self.probe_gauge!r}: expected a whole gauge "
+                f"{min(GAUGE_OD_MM)}..{max(GAUGE_OD_MM)}"
+            )
         if self.melt_plateau_c > 0:
             raise PhysicsError(f"melt_plateau_c = {self.melt_plateau_c!r}: must be <= 0 C")
 
@@ -192,7 +235,11 @@ PHYSICS_FAULTS: Final[Mapping[str, FaultInfo]] = {
         {"psi_per_s": "psi/s"},
         "supply line loses pressure at psi_per_s; seen as decay with inlet and vent closed",
     ),
-    "cylinder_empty": FaultInfo({}, {}, "the liquid is gone: cylinder and supply collapse"),
+    "cylinder_empty": FaultInfo(
+        {},
+        {},
+        "the cylinder is empty: cylinder and supply collapse; cleared, a full one is fitted",
+    ),
     "supply_overpressure": FaultInfo(
         {"psi": 950.0, "psi_per_s": 500.0},
         {"psi": "psig", "psi_per_s": "psi/s"},
@@ -201,7 +248,7 @@ PHYSICS_FAULTS: Final[Mapping[str, FaultInfo]] = {
     "orifice_clog": FaultInfo(
         {"fraction": 0.9},
         {"fraction": "0..1"},
-        "flow falls by fraction: exhaust falls, tip warms",
+        "flow falls by fraction (for CO2: the snow plug): exhaust falls, tip warms",
     ),
     "liquid_carryover": FaultInfo({}, {}, "liquid reaches the tip: colder, faster, supply dips"),
     "valve_stuck_open": FaultInfo(
@@ -283,19 +330,22 @@ class Physics:
 
     Start-up is the unpowered state: supply and inlet closed (normally
     closed), vent open (normally open), supply line at 0 psig, exhaust at 0,
-    tip at tissue temperature, no ice, stimulation off.
+    tip at tissue temperature, no ice, stimulation off; a full cylinder at
+    ``cylinder_c``.
     """
 
     __slots__ = (
         "_coeffs",
         "_coeffs_dt",
+        "_cool_s",
         "_cooling",
         "_cyl",
-        "_d_shaft",
-        "_d_tip",
+        "_cyl_target",
+        "_cylinder",
         "_exhaust",
         "_floor",
         "_flow_frac",
+        "_gas_at_tick",
         "_gas_used",
         "_grid",
         "_ice",
@@ -304,13 +354,18 @@ class Physics:
         "_line_k",
         "_moving",
         "_nerve",
+        "_power_per_authority",
+        "_power_sum",
         "_reg",
-        "_sat_psig",
+        "_slow_s",
+        "_steady_sum",
         "_stim",
         "_supply",
         "_supply_valve",
         "_time_s",
         "_tip",
+        "_tip_iced",
+        "_tip_sum",
         "_valves",
         "_vent",
         "faults",
@@ -322,7 +377,6 @@ class Physics:
         self.params: Final = p
         self.faults: Final = PhysicsFaults()
         self._grid = boiling_grid(p.gas)
-        self._sat_psig = saturation_psig(p.gas, p.cylinder_c)
         self._inlet = _Valve(False)
         self._supply_valve = _Valve(False)
         self._vent = _Valve(True)
@@ -333,8 +387,16 @@ class Physics:
         }
         self._moving = False
         self._time_s = 0.0
-        self._cyl = self._sat_psig
-        self._reg = min(p.regulator_psig, self._sat_psig)
+        self._cylinder = Cylinder(
+            p.gas,
+            p.cylinder_g,
+            p.cylinder_c,
+            p.ambient_c,
+            p.cylinder_wall_j_per_k,
+            p.cylinder_warm_w_per_k,
+        )
+        self._cyl = self._cyl_target = self._cylinder.psig
+        self._reg = min(p.regulator_psig, self._cyl)
         self._supply = 0.0
         self._exhaust = 0.0
         self._floor = self._grid[0]
@@ -342,9 +404,41 @@ class Physics:
         self._flow_frac = 0.0
         self._cooling = False
         self._gas_used = 0.0
-        self._d_tip = 0.0
-        self._d_shaft = 0.0
-        self._ice = 0.0
+        self._gas_at_tick = 0.0
+        self._ice = IceBall(
+            IceParams(
+                probe_radius_mm=probe_radius_mm(p.probe_gauge),
+                cooled_length_mm=p.cooled_length_mm,
+                cooled_length_exp=p.cooled_length_exp,
+                reference_tip_c=p.ice_ref_tip_c,
+                tissue_c=p.tissue_c,
+                ice_k_w_per_m_k=p.ice_k_w_per_m_k,
+                tissue_k_w_per_m_k=p.tissue_k_w_per_m_k,
+                tissue_rho_c_j_per_ml_k=p.tissue_rho_c_j_per_ml_k,
+                latent_j_per_ml=p.ice_latent_j_per_ml,
+                ice_cp_j_per_ml_k=p.ice_cp_j_per_ml_k,
+                sensible_share=p.ice_sensible_share,
+                shaft_surface_share=p.shaft_surface_share,
+                tip_flux_geometry=p.tip_flux_geometry,
+                shaft_flux_geometry=p.shaft_flux_geometry,
+                shell_min_mm=p.shell_min_mm,
+                shell_recovery_tip_per_s=p.shell_recovery_tip_per_s,
+                shell_recovery_shaft_per_s=p.shell_recovery_shaft_per_s,
+                shell_rewarm_tau_s=p.shell_rewarm_tau_s,
+            )
+        )
+        self._tip_iced = False
+        # Refrigeration reaching the tissue per unit of cooling authority, W.
+        self._power_per_authority = (
+            p.cooling_tissue_share * p.flow_g_per_s * GASES[p.gas].refrigeration_j_per_g
+        )
+        # The slow tick (cylinder and ice): time since the last one, and what
+        # the gas did in it.
+        self._slow_s = 0.0
+        self._cool_s = 0.0
+        self._tip_sum = 0.0
+        self._steady_sum = 0.0
+        self._power_sum = 0.0
         self._coeffs_dt = -1.0
         self._coeffs: tuple[float, ...] = ()
         self._line_k = -1.0
@@ -355,6 +449,10 @@ class Physics:
             i0_ma=p.nerve_i0_ma,
             k_ma_per_mm2=p.nerve_k_ma_per_mm2,
             chronaxie_us=p.nerve_chronaxie_us,
+            sensory_i0_ma=p.nerve_sensory_i0_ma,
+            sensory_k_ma_per_mm2=p.nerve_sensory_k_ma_per_mm2,
+            sensory_chronaxie_us=p.nerve_sensory_chronaxie_us,
+            sensory_min_rate_hz=p.nerve_sensory_min_rate_hz,
         )
 
     # ------------------------------------------------------------------ time
@@ -378,14 +476,8 @@ class Physics:
             exp(-dt / (p.tip_cool_tau_s * p.carryover_tau_factor)),
             exp(-dt / p.tip_thaw_tau_s),
             exp(-dt / p.tip_rewarm_tau_s),
-            exp(-dt / p.ice_latent_tau_s),
-            exp(-dt / p.tip_cold_tau_s),
-            exp(-dt / p.shaft_cold_tau_s),
             p.tip_max_rate_c_per_s * dt,
             dt / p.valve_move_s,
-            p.thaw_tip_w * dt,
-            p.thaw_shaft_w * dt,
-            (p.thaw_tip_w + p.thaw_shaft_w) * dt,
             1.0 / p.supply_fill_tau_s,
             1.0 / p.vent_tau_s,
             1.0 / p.probe_drain_tau_s,
@@ -393,7 +485,7 @@ class Physics:
             # Line content per psi, from the drain: flow_g_per_s at flow_ref_psi.
             p.flow_g_per_s * p.probe_drain_tau_s / p.flow_ref_psi * dt,
             1.0 / (p.feed_full_psi - p.feed_none_psi),
-            1.0 / p.ice_ref_tip_c,
+            self._power_per_authority * dt,
         )
 
     def step(self, dt_s: float) -> None:
@@ -402,8 +494,10 @@ class Physics:
         Any step works; 1-20 ms is the intended range (the valves take 15 ms
         and the fastest fault, the exhaust blockage, needs a few steps inside
         its 100 ms). Order within a step: valves, cylinder and regulator,
-        supply line, flow, exhaust, floor, tip, ice; each reads the others'
-        values of this step, so the truth is consistent at every instant.
+        supply line, flow, exhaust, floor, tip; each reads the others' values
+        of this step, so the truth is consistent at every instant. Every
+        `SLOW_TICK_S` of device time the slow tick then advances the
+        cylinder's temperature and the ice ball (they change over seconds).
         """
         if dt_s != self._coeffs_dt:
             if not dt_s > 0.0:
@@ -424,21 +518,15 @@ class Physics:
             e_cool_carry,
             e_thaw,
             e_rewarm,
-            e_ice,
-            e_dtip,
-            e_dshaft,
             max_step,
             travel,
-            melt_tip,
-            melt_shaft,
-            melt_ice,
             k_fill,
             k_vent,
             k_drain,
             inv_flow_ref,
             line_g_per_psi_dt,
             inv_feed_span,
-            inv_ice_ref,
+            power_dt,
         ) = self._coeffs
         p = self.params
         f = self.faults
@@ -452,10 +540,11 @@ class Physics:
         pos_sup = self._supply_valve.position
         pos_vent = self._vent.position
 
-        # Cylinder: at the saturation pressure while liquid is left.
+        # Cylinder: the slow tick sets its pressure; a jump (empty, refilled)
+        # is followed over cylinder_empty_tau_s.
         cyl = self._cyl
-        cyl_target = 0.0 if f.cylinder_empty or self._gas_used >= p.cylinder_g else self._sat_psig
-        if cyl != cyl_target:
+        if cyl != self._cyl_target:
+            cyl_target = self._cyl_target
             cyl = cyl_target + (cyl - cyl_target) * e_cyl
             if -1e-9 < cyl - cyl_target < 1e-9:
                 cyl = cyl_target
@@ -496,7 +585,10 @@ class Physics:
                 # What the cylinder gave: the inlet flow at the step's mean pressure.
                 inflow = reg - 0.5 * (supply + new_supply)
                 if inflow > 0.0:
-                    self._gas_used += k_in * inflow * line_g_per_psi_dt
+                    drawn = k_in * inflow * line_g_per_psi_dt
+                    if carry:
+                        drawn *= p.carryover_flow_gain
+                    self._gas_used += drawn
         else:
             new_supply = supply
         leak = f.supply_leak_psi_per_s
@@ -554,14 +646,14 @@ class Physics:
 
         # Tip temperature.
         tip = self._tip
-        d_tip = self._d_tip
+        iced = self._tip_iced
         if cooling:
             x = p.tip_load_ratio / (authority * authority)
             target = floor + (p.tissue_c - floor) * x / (1.0 + x)
             e = e_cool_carry if carry else e_cool
-            if d_tip > 0.0 and target > p.melt_plateau_c:
+            if iced and target > p.melt_plateau_c:
                 target = p.melt_plateau_c
-        elif d_tip > 0.0:
+        elif iced:
             target = p.melt_plateau_c
             e = e_thaw
         else:
@@ -585,44 +677,45 @@ class Physics:
                 new_tip = target
         self._tip = new_tip
 
-        # Cold stores: grow toward a target set by the tip temperature while
-        # cooling; tissue heat pays them back at a few watts when not.
-        d_shaft = self._d_shaft
-        ice = self._ice
+        # What the slow tick needs: how long, how cold and how strongly the
+        # gas cooled since the last one.
         if cooling:
-            growth = 0.0
-            if new_tip < 0.0:
-                ratio = new_tip * inv_ice_ref
-                growth = ratio * ratio
-                if growth > p.ice_growth_max:
-                    growth = p.ice_growth_max
-            goal = growth * p.tip_cold_max_j
-            if goal > d_tip:
-                d_tip = goal + (d_tip - goal) * e_dtip
-            else:
-                d_tip = d_tip - melt_tip if d_tip - melt_tip > goal else goal
-            goal = growth * p.shaft_cold_max_j
-            if goal > d_shaft:
-                d_shaft = goal + (d_shaft - goal) * e_dshaft
-            else:
-                d_shaft = d_shaft - melt_shaft if d_shaft - melt_shaft > goal else goal
-            goal = growth * p.ice_latent_max_j
-            if goal > ice:
-                ice = goal + (ice - goal) * e_ice
-            else:
-                ice = ice - melt_ice if ice - melt_ice > goal else goal
-        else:
-            if d_tip > 0.0:
-                d_tip = d_tip - melt_tip if d_tip > melt_tip else 0.0
-            if d_shaft > 0.0:
-                d_shaft = d_shaft - melt_shaft if d_shaft > melt_shaft else 0.0
-        # The latent heat is part of the cold stored: the ice melts only once
-        # the sensible cold around it has been paid back.
-        if ice > d_tip + d_shaft:
-            ice = d_tip + d_shaft
-        self._d_tip = d_tip
-        self._d_shaft = d_shaft
-        self._ice = ice
+            self._cool_s += dt_s
+            self._tip_sum += new_tip * dt_s
+            self._steady_sum += target * dt_s
+            self._power_sum += authority * power_dt
+        slow = self._slow_s + dt_s
+        if slow >= SLOW_TICK_S - 1e-9:
+            self._slow_tick(slow)
+            slow = 0.0
+        self._slow_s = slow
+
+    def _slow_tick(self, elapsed_s: float) -> None:
+        """The cylinder and the ice ball, once every `SLOW_TICK_S`."""
+        used = self._gas_used
+        drawn = used - self._gas_at_tick
+        self._gas_at_tick = used
+        cylinder = self._cylinder
+        if drawn > 0.0 or cylinder.temperature_c != cylinder.ambient_c:
+            psig = cylinder.update(elapsed_s, drawn)
+            if -_CYLINDER_SNAP_PSI < psig - self._cyl < _CYLINDER_SNAP_PSI:
+                self._cyl = psig
+            self._cyl_target = psig
+        cool_s = self._cool_s
+        ice = self._ice
+        if cool_s > 0.0:
+            ice.update(
+                elapsed_s,
+                cool_s,
+                self._tip_sum / cool_s,
+                self._power_sum / cool_s,
+                self._steady_sum / cool_s,
+            )
+            self._cool_s = self._tip_sum = self._steady_sum = self._power_sum = 0.0
+            self._tip_iced = ice.tip_iced
+        elif ice.active or ice.shell_tip_j > 0.0 or ice.shell_shaft_j > 0.0:
+            ice.update(elapsed_s, 0.0, 0.0, 0.0)
+            self._tip_iced = ice.tip_iced
 
     # ---------------------------------------------------------------- valves
 
@@ -682,7 +775,11 @@ class Physics:
         elif name == "supply_leak":
             f.supply_leak_psi_per_s = float(values["psi_per_s"])
         elif name == "cylinder_empty":
-            f.cylinder_empty = True
+            if not f.cylinder_empty:
+                f.cylinder_empty = True
+                self._cylinder.empty()
+                self._gas_at_tick = self._gas_used
+                self._cyl_target = 0.0
         elif name == "supply_overpressure":
             if f.overpressure_psi is None:
                 self._reg = min(self.params.regulator_psig, self._cyl)
@@ -714,7 +811,12 @@ class Physics:
         elif name == "supply_leak":
             f.supply_leak_psi_per_s = 0.0
         elif name == "cylinder_empty":
-            f.cylinder_empty = False
+            if f.cylinder_empty:
+                # The empty cylinder is swapped for a full one at room temperature.
+                f.cylinder_empty = False
+                self._cylinder.refill()
+                self._gas_at_tick = self._gas_used
+                self._cyl_target = self._cylinder.psig
         elif name == "supply_overpressure":
             f.overpressure_psi = None
         elif name == "orifice_clog":
@@ -800,9 +902,21 @@ class Physics:
         """Measured lead impedance; ``math.inf`` with the lead off."""
         return self._stim.lead_impedance_ohm
 
-    def nerve_threshold_ma(self, pulse_us: float = 100.0) -> float:
-        """The simulated nerve's motor threshold at this pulse width (truth)."""
-        return self._nerve.threshold_ma(pulse_us)
+    def nerve_threshold_ma(self, pulse_us: float = 100.0, rate_hz: float = 2.0) -> float:
+        """The least current that gets any response from this pulse train (truth).
+
+        At the motor preset's 2 Hz that is the motor threshold; from 20 Hz the
+        lower of the motor and the sensory ones.
+        """
+        return self._nerve.threshold_ma(pulse_us, rate_hz)
+
+    def nerve_motor_threshold_ma(self, pulse_us: float = 100.0) -> float:
+        """The twitch threshold at this pulse width (truth)."""
+        return self._nerve.motor_threshold_ma(pulse_us)
+
+    def nerve_sensory_threshold_ma(self, pulse_us: float = 1000.0) -> float:
+        """The paresthesia threshold at this pulse width, for a 20 Hz+ train (truth)."""
+        return self._nerve.sensory_threshold_ma(pulse_us)
 
     def nerve_responds(self, current_ma: float, pulse_us: float, rate_hz: float) -> bool:
         """Whether the nerve would respond to these settings (truth, side channel)."""
@@ -810,9 +924,21 @@ class Physics:
 
     @property
     def nerve_responding(self) -> bool:
-        """Whether the nerve responds to what the electrode delivers now."""
+        """Whether the nerve responds (twitch or paresthesia) to what is delivered now."""
         stim = self._stim
         return self._nerve.responds(stim.current_ma, stim.pulse_us, stim.rate_hz)
+
+    @property
+    def nerve_motor_responding(self) -> bool:
+        """A twitch, from what the electrode delivers now."""
+        stim = self._stim
+        return self._nerve.motor_responds(stim.current_ma, stim.pulse_us, stim.rate_hz)
+
+    @property
+    def nerve_sensory_responding(self) -> bool:
+        """Paresthesia the patient would report, from what is delivered now."""
+        stim = self._stim
+        return self._nerve.sensory_responds(stim.current_ma, stim.pulse_us, stim.rate_hz)
 
     # ----------------------------------------------------------------- truth
 
@@ -823,7 +949,23 @@ class Physics:
 
     @property
     def cylinder_psi(self) -> float:
+        """Cylinder pressure, psig: the liquid's saturation pressure while it lasts."""
         return self._cyl
+
+    @property
+    def cylinder_c(self) -> float:
+        """Temperature of the cylinder's liquid, C (it cools as gas is drawn)."""
+        return self._cylinder.temperature_c
+
+    @property
+    def cylinder(self) -> Cylinder:
+        """The cylinder model itself (temperature, contents, pressure)."""
+        return self._cylinder
+
+    @property
+    def cylinder_liquid_g(self) -> float:
+        """Liquid left in the cylinder; once it is gone the pressure falls with the vapour."""
+        return self._cylinder.liquid_g
 
     @property
     def regulator_psi(self) -> float:
@@ -850,6 +992,12 @@ class Physics:
         return self._floor
 
     @property
+    def co2_snow(self) -> bool:
+        """CO2 expanding below its triple-point pressure: it makes snow at the tip."""
+        triple = GASES[self.params.gas].triple_point
+        return triple is not None and self._cooling and self._exhaust < triple[0]
+
+    @property
     def flow_g_per_s(self) -> float:
         """Gas flowing through the probe now."""
         gain = self.params.carryover_flow_gain if self.faults.liquid_carryover else 1.0
@@ -861,40 +1009,101 @@ class Physics:
         return self._cooling
 
     @property
+    def refrigeration_w(self) -> float:
+        """What the gas expanding at the tip can absorb now (flow x refrigeration effect).
+
+        About 30 W for N2O at the nominal flow; only `cooling_tissue_share` of it
+        reaches the tissue, the rest leaves with the exhaust.
+        """
+        p = self.params
+        feed = (self._supply - p.feed_none_psi) / (p.feed_full_psi - p.feed_none_psi)
+        authority = self._flow_frac * min(1.0, max(0.0, feed))
+        if self.faults.liquid_carryover:
+            authority *= p.carryover_cooling_gain
+        if authority <= p.cooling_min_authority:
+            return 0.0
+        return authority * p.flow_g_per_s * GASES[p.gas].refrigeration_j_per_g
+
+    @property
+    def tissue_cooling_max_w(self) -> float:
+        """The most the gas can give the tissue at the reference flow (authority 1)."""
+        return self._power_per_authority
+
+    @property
+    def tissue_cooling_w(self) -> float:
+        """Heat the probe drew from the tissue over the last slow tick (a few watts)."""
+        return self._ice.drawn_w
+
+    @property
     def gas_used_g(self) -> float:
-        """Gas drawn from the cylinder so far."""
+        """Gas drawn from the cylinder(s) so far, the line's fills and vents included."""
         return self._gas_used
 
     @property
     def gas_left_g(self) -> float:
-        """Liquid left in the cylinder (the truth STATUS reports; pressure cannot show it)."""
-        return max(0.0, self.params.cylinder_g - self._gas_used)
+        """Gas left in the cylinder, liquid and vapour (pressure cannot show it).
+
+        `cylinder_empty` empties it; clearing that fault fits a full one, so
+        after it ``gas_left_g`` is no longer the charge less ``gas_used_g``.
+        """
+        left = self._cylinder.left_g - (self._gas_used - self._gas_at_tick)
+        return left if left > 0.0 else 0.0
 
     @property
     def ice_j(self) -> float:
         """Latent heat held by the ice ball (a 3-minute ball holds ~175 J)."""
+        return self._ice.latent_j
+
+    @property
+    def ice_volume_ml(self) -> float:
+        return self._ice.volume_ml
+
+    @property
+    def ice_radius_mm(self) -> float:
+        """The ice ball's radius around the shaft, from the probe's axis (half its width)."""
+        return self._ice.radius_mm
+
+    @property
+    def ice_width_mm(self) -> float:
+        return self._ice.width_mm
+
+    @property
+    def ice_length_mm(self) -> float:
+        """Along the shaft, from the ice beyond the tip to the proximal end of the ball."""
+        return self._ice.length_mm
+
+    @property
+    def ice_tip_radius_mm(self) -> float:
+        """How far the ice reaches beyond the closed tip."""
+        return self._ice.tip_radius_mm
+
+    @property
+    def ice(self) -> IceBall:
+        """The ice ball's whole state (zones, sensible cold, the tissue's shell)."""
         return self._ice
 
     @property
     def tip_cold_j(self) -> float:
-        """Heat the tissue must return before the distal tip is free of ice."""
-        return self._d_tip
+        """Heat the ice must still take before the distal tip is free (latent + sensible)."""
+        ice = self._ice
+        return ice.v_tip * self.params.ice_latent_j_per_ml / 1000.0 + ice.sensible_tip_j
 
     @property
     def shaft_cold_j(self) -> float:
-        """Heat the tissue must return before the rest of the cooled length is free."""
-        return self._d_shaft
+        """The same for the ice around the rest of the cooled length."""
+        ice = self._ice
+        return ice.v_shaft * self.params.ice_latent_j_per_ml / 1000.0 + ice.sensible_shaft_j
 
     @property
     def tip_iced(self) -> bool:
         """Ice touches the tip (the thermistor cannot read above 0 C)."""
-        return self._d_tip > 0.0
+        return self._tip_iced
 
     @property
     def probe_free(self) -> bool:
         """The whole probe surface is free of ice: withdrawing tears nothing.
 
-        A tip still below 0 C is frozen to the tissue even when the stores are
-        empty (the first moments of a freeze, or right after a very short one).
+        A tip still below 0 C is frozen to the tissue even without ice left
+        (the first moments of a freeze, or right after a very short one).
         """
-        return self._d_tip <= 0.0 and self._d_shaft <= 0.0 and self._tip >= 0.0
+        return not self._ice.active and self._tip >= 0.0

@@ -118,7 +118,10 @@ def test_the_lock_is_released_only_by_a_measured_thaw(
     telemetry = [e for e in r.events if e["event"] == "telemetry" and e["t_s"] > final_close]
     first_warm = next(t["t_s"] for t in telemetry if t["tip_c"] >= 2.0)
     assert all(t["tip_c"] >= 2.0 for t in telemetry if released - 1.0 <= t["t_s"] <= released)
-    assert released - final_close >= 2.5 * (first_warm - final_close) - 0.2
+    # The 10 Hz telemetry events see the first +2 C reading up to two event periods after
+    # the console's own 100 Hz samples did (decimation, sensor noise around +2 C); the
+    # factor multiplies that lag.
+    assert released - final_close >= 2.5 * (first_warm - 0.2 - final_close)
     assert released - final_close >= 30.0
     # Nothing released it early: between the first open and the release it stayed locked.
     assert all(not f["safe"] for f in flips if first_open["t_s"] <= f["t_s"] < released)
