@@ -29,6 +29,7 @@ from console.connection import (
     SafeStateReported,
     SafeStateUnverified,
 )
+from console.estimates import Estimates
 from console.interlocks import Clear, Context, Decision, Interlocks
 from console.procedure import FREEZES, RUNNING, Procedure
 from drivers.link import Acked, CommandFailed, LinkError, Nacked
@@ -110,11 +111,32 @@ class Controller:
         self._valve_fault = False
         self._awaiting_safe = False
         self._quality_at = now + _QUALITY_EVERY_S
+        # The console's own estimates (gas used and left, ice-ball radius), from snapshots only.
+        self.estimates = Estimates(config.probe.flow_g_per_s, config.cylinder.net_g)
 
     # --- events -------------------------------------------------------------------------------
 
     def emit(self, name: str, **fields: Any) -> None:
         self._sink(name, fields)
+        if name == "state_changed":
+            self._freeze_edges(str(fields["from"]), str(fields["to"]))
+
+    def _freeze_edges(self, src: str, dst: str) -> None:
+        """A freeze starts or ends: the estimates' cycle bookkeeping, `estimates` at its end."""
+        if dst in FREEZES:
+            self.estimates.freeze_started()
+        if src in FREEZES:
+            c = self.estimates.freeze_ended(FREEZES.index(src) + 1)
+            self._sink(
+                "estimates",
+                {
+                    "cycle": c.cycle,
+                    "gas_used_g_est": c.gas_used_total_g_est,
+                    "cycle_gas_used_g_est": c.gas_used_g_est,
+                    "gas_left_g_est": c.gas_left_g_est,
+                    "ice_radius_mm_est": c.ice_radius_mm_est,
+                },
+            )
 
     def _alarm_event(self, name: str, fields: dict[str, Any]) -> None:
         self._sink(name, fields)
@@ -233,6 +255,7 @@ class Controller:
         if self._awaiting_safe and not (s.supply_open or s.inlet_open or s.stim_on) and s.vent_open:
             self._awaiting_safe = False
             self.emit("safe_state_reported", device_ms=s.device_ms)
+        self.estimates.on_snapshot(s)  # before the decisions, so a freeze's end sees this sample
         self._judge(s)
         self.procedure.on_snapshot(s)
 

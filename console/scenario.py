@@ -64,6 +64,7 @@ EVENTS: Final[frozenset[str]] = frozenset(
         "procedure_started",
         "procedure_finished",
         "state_changed",
+        "estimates",
         "trigger_refused",
         "checklist_recorded",
         "leak_test",

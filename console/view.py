@@ -39,6 +39,7 @@ _LINE_EVENTS = {
     "link_restored",
     "procedure_finished",
     "session_finished",
+    "estimates",
 }
 
 
@@ -70,9 +71,19 @@ def event_line(e: Event) -> str | None:
         return f"{t} fault injected: {e['spec']}"
     if name in ("link_lost", "link_restored"):
         return f"{t} {name.replace('_', ' ')}"
+    if name == "estimates":
+        return f"{t} cycle {e['cycle']}: {estimates_text(e)}"
     if name == "procedure_finished":
         return f"{t} procedure finished: {e['outcome']} ({e['reason']})"
     return None
+
+
+def estimates_text(e: Event) -> str:
+    """The console's estimates, labelled as such (docs/estimates.md)."""
+    return (
+        f"gas used ~{e['gas_used_g_est']:.0f} g (est.), left ~{e['gas_left_g_est']:.0f} g (est.); "
+        f"ice ball ~{e['ice_radius_mm_est']:.1f} mm (est.)"
+    )
 
 
 @dataclass
@@ -81,6 +92,7 @@ class Summary:
 
     freeze_target_c: float
     cycles: dict[int, dict[str, float]] = field(default_factory=dict)
+    estimates: dict[int, Event] = field(default_factory=dict)
     threshold_ma: float | None = None
     alarms: list[str] = field(default_factory=list)
     outcome: str = ""
@@ -106,6 +118,8 @@ class Summary:
                 if tip <= self.freeze_target_c and self._last_t is not None:
                     stats["below_target_s"] += e["t_s"] - self._last_t
             self._last_t = e["t_s"]
+        elif name == "estimates":
+            self.estimates[int(e["cycle"])] = e
         elif name == "localized":
             self.threshold_ma = e["threshold_ma"]
         elif name == "alarm_raised":
@@ -123,11 +137,13 @@ class Summary:
         for k, stats in sorted(self.cycles.items()):
             low = stats["min_tip_c"]
             low_text = "no reading" if low == float("inf") else f"{low:.1f} C"
+            est = self.estimates.get(k)
+            est_text = "" if est is None else f"; {estimates_text(est)}"
             table.add_row(
                 f"cycle {k}",
                 Text(
                     f"min tip {low_text}; {stats['below_target_s']:.0f} s "
-                    f"at or below {self.freeze_target_c:g} C"
+                    f"at or below {self.freeze_target_c:g} C{est_text}"
                 ),
             )
         threshold = "-" if self.threshold_ma is None else f"{self.threshold_ma:.2f} mA"
@@ -214,6 +230,13 @@ def status_table(ctl: Controller, now: float) -> Table:
         table.add_row(
             "supply / exhaust", Text(f"{last.supply_psi:.0f} / {last.exhaust_psi:.1f} psig")
         )
+    est = ctl.estimates
+    now_est = {
+        "gas_used_g_est": est.gas_used_g_est,
+        "gas_left_g_est": est.gas_left_g_est,
+        "ice_radius_mm_est": est.ice_radius_mm_est,
+    }
+    table.add_row("estimates", Text(estimates_text(now_est)))
     alarms = ", ".join(a.alarm for a in ctl.alarms.active()) or "none"
     table.add_row("alarms", Text(alarms))
     table.add_row(
