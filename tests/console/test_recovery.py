@@ -6,6 +6,7 @@ import json
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,19 @@ def _committed(db_path: Path) -> list[tuple[str, int, bytes, bytes]]:
         ).fetchall()
     finally:
         db.close()
+
+
+def _wait_for(
+    done: Callable[[], object],
+    what: str,
+    deadline: float,
+    proc: subprocess.Popen[str] | None = None,
+) -> None:
+    """Poll the processes' own state (never a fixed wait) until `done` or the deadline."""
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert proc is None or proc.poll() is None, f"the process ended before {what}"
+        time.sleep(0.02)
 
 
 def test_kill_9_mid_freeze_then_restart_starts_locked(
@@ -52,17 +66,24 @@ def test_kill_9_mid_freeze_then_restart_starts_locked(
         text=True,
     )
     deadline = time.monotonic() + 40
-    while not (first_events.exists() and '"to":"freeze_1"' in first_events.read_text()):
-        assert time.monotonic() < deadline and first.poll() is None, "never reached freeze_1"
-        time.sleep(0.1)
-    while not sim.status()["valves"]["supply"]["open"]:
-        assert time.monotonic() < deadline, "the supply never opened"
-        time.sleep(0.05)
-    time.sleep(3.0)
+    _wait_for(
+        lambda: first_events.exists() and '"to":"freeze_1"' in first_events.read_text(),
+        "freeze_1",
+        deadline,
+        first,
+    )
+    _wait_for(lambda: sim.status()["valves"]["supply"]["open"], "the supply open", deadline)
+    opened_ms = int(sim.status()["device_ms"])  # type: ignore[call-overload]
+    # 3 s of freezing by the device's own clock: a tip well below +2 C to thaw from.
+    _wait_for(lambda: int(sim.status()["device_ms"]) >= opened_ms + 3000, "3 s", deadline)  # type: ignore[call-overload]
     first.kill()  # SIGKILL: no exit path runs
     first.wait(timeout=10)
-    time.sleep(0.5)  # the device's watchdog (300 ms) closes the supply
-    assert sim.status()["valves"]["supply"]["open"] is False
+    # The device's watchdog (300 ms) closes the supply.
+    _wait_for(
+        lambda: sim.status()["valves"]["supply"]["open"] is False,
+        "the supply closed by the device's watchdog",
+        time.monotonic() + 0.5,
+    )
     before = _committed(db_path)
     db = connect(db_path)
     (killed,) = [s for s in _sessions(db) if s.finished_ts is None]
