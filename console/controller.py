@@ -192,7 +192,12 @@ class Controller:
             message = self.connection.valves.command(valve, wanted[valve], max_open_ms=cap)
             if not self._send(message):
                 return
-            self.emit("valve_commanded", valve=_VALVE_NAMES[valve], open=wanted[valve])
+            self.emit(
+                "valve_commanded",
+                valve=_VALVE_NAMES[valve],
+                open=wanted[valve],
+                max_open_s=cap / 1000 if cap else None,
+            )
 
     def stim_configure(self, settings: StimSettings) -> None:
         self.stim_settings = settings

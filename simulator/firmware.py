@@ -111,6 +111,7 @@ class FirmwareParams:
 @dataclass(slots=True)
 class _Session:
     nonce: int
+    host_nonce: int
     last_valid_s: float
     highest_seq: int | None = None
     executed: deque[int] = field(default_factory=deque)
@@ -141,6 +142,8 @@ class Firmware:
         #: Set by the `device_silent` fault: nothing is transmitted, everything else goes on.
         self.silent = False
         self.boots = 0
+        #: Hellos that repeated the current session's host nonce (section 8.1 rule 7).
+        self.repeated_hellos = 0
         self._boot(0.0)
 
     # --- state ------------------------------------------------------------------
@@ -280,10 +283,20 @@ class Firmware:
         self._execute(message, now)
 
     def _hello(self, hello: Hello, now: float) -> None:
-        """Section 8.1: a hello ends any session, makes the device safe and opens a new one."""
+        """Section 8.1: a hello ends any session, makes the device safe and opens a new one.
+
+        Except the hello that opened the current session, repeated (a host's retry, or an
+        old frame replayed on the line): it is answered with the current identity again and
+        changes nothing, and it does not feed the watchdog (rule 7).
+        """
+        session = self._session
+        if session is not None and hello.host_nonce == session.host_nonce:
+            self.repeated_hellos += 1
+            self._send(self._identity(session.nonce, hello.host_nonce), session.nonce)
+            return
         self._safe_state()
         nonce = self._new_nonce()
-        self._session = _Session(nonce=nonce, last_valid_s=now)
+        self._session = _Session(nonce=nonce, host_nonce=hello.host_nonce, last_valid_s=now)
         self._status = _SESSION_OPEN
         self._next_telemetry = now
         self._send(self._identity(nonce, hello.host_nonce), nonce)

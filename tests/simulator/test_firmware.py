@@ -71,6 +71,34 @@ def test_hello_opens_a_session_with_a_new_nonce_in_the_safe_state() -> None:
     assert bench.last.status_flags & StatusFlags.SAFE_STATE
 
 
+def test_the_hello_that_opened_the_session_repeated_changes_nothing() -> None:
+    """SR-26, docs/protocol.md 8.1 rule 7: a replayed or retried hello keeps the session.
+
+    The device answers the current identity again; the host ignores it (no device reset),
+    nothing is made safe, and the repeated hello does not feed the watchdog.
+    """
+    bench = connected()
+    first = bench.link.session_nonce
+    pressurise(bench)
+    hello = encode(Hello(0xABC), 0, 0)
+    for _ in range(3):
+        bench.dev.receive(hello)
+        bench.run(0.05)
+    assert bench.dev.firmware.repeated_hellos == 3
+    assert bench.link.state == "open" and bench.link.session_nonce == first
+    assert not any(isinstance(e, DeviceReset) for e in bench.events)
+    assert bench.last.inlet_open and not bench.last.vent_open
+    repeats = [f for f in frames_of(b"".join(bench.raw)) if isinstance(f.message, Identity)]
+    assert all(f.nonce == first and f.message.session_nonce == first for f in repeats[1:])
+    # Only hellos from now on: the watchdog still trips 300 ms after the last valid frame.
+    bench.heartbeats = False
+    for _ in range(10):
+        bench.dev.receive(hello)
+        bench.run(0.05)
+    assert bench.last.status_flags & StatusFlags.WATCHDOG_TRIPPED
+    assert not bench.last.inlet_open
+
+
 def test_telemetry_rate_follows_the_configuration() -> None:
     for hz in (100.0, 50.0):
         bench = connected(telemetry_hz=hz)
