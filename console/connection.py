@@ -130,6 +130,7 @@ class Connection:
         self.identity: Identity | None = None
         self.refusals: list[Refusal] = []
         self.lost = False
+        self._lost_at = 0.0  # when the device last spoke before the link was lost
         #: None until the safe state is verified after the latest identity.
         self.safe_verified_ms: int | None = None
         self._verify_since: float | None = None
@@ -201,7 +202,7 @@ class Connection:
             elif isinstance(event, LinkRestored):
                 # Telemetry of the old session came back: the device watchdog may have
                 # tripped meanwhile; start a new session rather than trust the old one.
-                notices.append(LinkUp(event.silent_s))
+                self._link_up(now, notices)
                 out += self.open(now)
             elif isinstance(event, Acked | Nacked | CommandFailed | FaultReport):
                 notices.append(event)
@@ -222,7 +223,7 @@ class Connection:
         )
         self.identity = self._previous = identity
         self._reset_seen = False
-        self.lost = False
+        self._link_up(now, notices)  # the device answered a new hello after a loss
         self.link.heartbeats_enabled = True
         self.safe_verified_ms = None
         self._verify_since = now
@@ -233,6 +234,12 @@ class Connection:
         notices.append(commanded)
         return wire
 
+    def _link_up(self, now: float, notices: list[Notice]) -> None:
+        """The device is heard again after a loss: once, whichever way it comes back."""
+        if self.lost:
+            self.lost = False
+            notices.append(LinkUp(now - self._lost_at))
+
     # --- time --------------------------------------------------------------------------------
 
     def poll(self, now: float) -> tuple[bytes, list[Notice]]:
@@ -241,6 +248,7 @@ class Connection:
         for event in events:
             if isinstance(event, LinkLost):
                 self.lost = True
+                self._lost_at = now - event.silent_s
                 notices.append(LinkDown(event.silent_s))
                 wire, commanded = self.safe_state(now, "link_lost", "ALM_LINK_LOST")
                 out += wire

@@ -507,6 +507,24 @@ def test_a_valve_fault_clears_when_the_states_agree_and_it_is_acknowledged() -> 
     assert rig.arm() == (True, "")
 
 
+def test_a_link_loss_clears_once_the_device_is_heard_again_and_it_is_acknowledged() -> None:
+    """SR-03, alarm table ("link back, re-identified, ack"): the device silent for 2 s
+    mid-freeze; when it answers the next hello the link is restored (once), it is
+    re-identified, and after the fault thaw the ack clears ALM_LINK_LOST and arming works."""
+    rig = reach("freeze_1")
+    rig.device.inject_now("device_silent:duration_s=2")
+    rig.run_until("fault", max_s=5.0)
+    rig.run(5.0)
+    restored = rig.of("link_restored")
+    assert len(restored) == 1 and 2.0 <= restored[0]["silent_s"] <= 2.6
+    assert len(rig.of("device_identified")) == 2
+    for _ in range(400):  # the fault thaw: released by SR-12's measured thaw
+        if rig.proc.withdraw_safe:
+            break
+        rig.run(1.0)
+    _ack_and_arm_again(rig, "ALM_LINK_LOST")
+
+
 def test_a_temp_sensor_alarm_clears_at_the_next_procedure_after_its_ack() -> None:
     """SR-10, alarm table ("next procedure, ack"): ALM_TEMP_SENSOR blocks arming until the
     procedure it stopped is over (released by the timed path) with the reading plausible."""
