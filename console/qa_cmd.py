@@ -312,7 +312,7 @@ def _qa_run(args: argparse.Namespace, stack: ExitStack) -> int:
     print(summary, file=out)
     if report is not None:
         try:
-            page = report.write(summary)
+            page = report.write(summary, _wall_clock().isoformat(timespec="seconds")[:19])
         except OSError as exc:
             print(f"{PROG} run: --report {args.report}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_USAGE

@@ -91,7 +91,10 @@ def out_dir(path: Path) -> Path:
 
 def _config(path: Path | None) -> tuple[ConsoleConfig, str]:
     if path is None:
-        return load_config(), "the built-in defaults (the record keeps only the config's hash)"
+        return (
+            load_config(),
+            "the built-in defaults (the record keeps only the configuration's hash)",
+        )
     try:
         return load_config(path), f"--config {path}"
     except ConfigError as exc:
@@ -134,7 +137,7 @@ def write_session_report(
     db: sqlite3.Connection, session_id: str, config: ConsoleConfig, source: str, folder: Path
 ) -> bool:
     """Write `folder/index.html` and its PNG; True when the session's chain verified."""
-    from console.records import find_session
+    from console.records import find_session, utc_now
     from console.report.data import load
     from console.report.page import session_page
     from console.report.plot import figure, write_png
@@ -148,7 +151,8 @@ def write_session_report(
     )
     try:
         write_png(figure(report, title), folder / png)
-        (folder / PAGE).write_text(session_page(report, png), encoding="utf-8")
+        page = session_page(report, png, utc_now()[:19])
+        (folder / PAGE).write_text(page, encoding="utf-8")
     except OSError as exc:
         raise ReportError(f"cannot write the report in {folder}: {exc.strerror or exc}") from None
     return report.summary.chain.ok

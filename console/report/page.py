@@ -47,9 +47,11 @@ def _num(value: float | None, digits: int = 2, unit: str = "") -> str:
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") -> str:
-    """A table whose cells are already HTML (escape values before)."""
+    """A table whose cells are already HTML (escape values before); no header row if empty."""
     attr = f' class="{cls}"' if cls else ""
-    out = [f"<table{attr}>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    out = [f"<table{attr}>"]
+    if head:
+        out.append("<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>")
     out += ["<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows]
     out.append("</table>")
     return "\n".join(out)
@@ -125,11 +127,11 @@ def session_summary(report: SessionReport, *, show: bool = True) -> list[str]:
         ("hash chain", chain),
         ("gas used (estimate)", _num(report.gas_used_g_est, 2, " g")),
         ("gas left (estimate)", _num(report.gas_left_g_est, 1, " g")),
-        ("limits drawn", escape(f"{limits_text(report.limits)} ({report.limits.source})")),
+        ("limits drawn", escape(f"{limits_text(report.limits)}; from {report.limits.source}")),
     ]
     shown = ["<pre>" + escape("\n".join(show_lines(s))) + "</pre>"] if show else []
     return [
-        _table(["", ""], ([f"<b>{k}</b>", v] for k, v in facts)),
+        _table([], ([f"<b>{k}</b>", v] for k, v in facts)),
         *shown,
         "<h3>Cycles</h3>",
         cycles_table(report.cycles),
@@ -149,11 +151,12 @@ def _faults(report: SessionReport) -> str:
     )
 
 
-def session_page(report: SessionReport, png: str | None, note: str = "") -> str:
+def session_page(report: SessionReport, png: str | None, generated: str) -> str:
     sid = report.session.session_id
-    body = [f"<h1>Session {escape(sid)}</h1>"]
-    if note:
-        body.append(f"<p>{escape(note)}</p>")
+    body = [
+        f"<h1>Session {escape(sid)}</h1>",
+        f"<p>probe-console report, generated {escape(generated)} (UTC)</p>",
+    ]
     if png is not None:
         body.append(f'<p><img src="{escape(png)}" alt="plots of session {escape(sid)}"></p>')
     body += session_summary(report)
@@ -192,7 +195,7 @@ def _anchor(n: int) -> str:
     return f"s{n}"
 
 
-def qa_page(entries: Sequence[QaEntry], *, heading: str, totals: str) -> str:
+def qa_page(entries: Sequence[QaEntry], *, heading: str, totals: str, generated: str) -> str:
     rows: list[str] = []
     for n, e in enumerate(entries, 1):
         checks = e.checks or [Check("-", e.status, e.reason or "-", "")]
@@ -220,7 +223,11 @@ def qa_page(entries: Sequence[QaEntry], *, heading: str, totals: str) -> str:
         + "\n".join(rows)
         + "\n</table>"
     )
-    body = [f"<h1>{escape(heading)}</h1>", f"<p>{escape(totals)}</p>", table]
+    body = [
+        f"<h1>{escape(heading)}</h1>",
+        f"<p>Generated {escape(generated)} (UTC). {escape(totals)}</p>",
+        table,
+    ]
     for n, e in enumerate(entries, 1):
         body.append(f'<h2 id="{_anchor(n)}">{_status(e.status)} {escape(e.name)}</h2>')
         facts = [f"file {e.path}", f"SR {', '.join(e.sr) or '-'}"]

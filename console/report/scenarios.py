@@ -73,9 +73,9 @@ class QaReport:
         entry.summary = session_summary(report, show=False)
         return entry
 
-    def write(self, totals: str) -> Path:
+    def write(self, totals: str, generated: str) -> Path:
+        """`generated`: the wall-clock time the page names (the command's clock)."""
         page = self.folder / PAGE
-        page.write_text(
-            qa_page(self.entries, heading=self.heading, totals=totals), encoding="utf-8"
-        )
+        text = qa_page(self.entries, heading=self.heading, totals=totals, generated=generated)
+        page.write_text(text, encoding="utf-8")
         return page
