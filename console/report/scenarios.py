@@ -10,6 +10,7 @@ are the scenario's own configuration's.
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 from console.qa import ScenarioResult
@@ -66,8 +67,11 @@ class QaReport:
                     store.db, session, sf.config, f"the scenario's configuration ({sf.path})"
                 )
             write_png(figure(report, f"{result.name}: {result.status.upper()}"), self.folder / png)
-        except (OSError, SessionsError) as exc:
+        except (OSError, SessionsError, sqlite3.Error) as exc:
             entry.no_plot = f"cannot draw it: {exc}"
+            return entry
+        except Exception as exc:  # a bug in drawing: the run and the other scenarios go on
+            entry.no_plot = f"cannot draw it: {type(exc).__name__}: {exc}"
             return entry
         entry.png = png
         entry.summary = session_summary(report, show=False)

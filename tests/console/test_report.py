@@ -432,3 +432,19 @@ def test_nothing_else_imports_matplotlib(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     done = _without_matplotlib(["--help"], tmp_path)
     assert done.returncode == 0 and "report" in done.stdout
+
+
+def test_a_plot_that_cannot_be_drawn_does_not_stop_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(report: SessionReport, title: str) -> Figure:
+        raise ValueError("no luck")
+
+    monkeypatch.setattr("console.report.scenarios.figure", broken)
+    out = tmp_path / "qa"
+    path = str(SCENARIOS / "sr18_identity_wrong_gas.toml")
+    assert cli.main(["qa", "run", path, "--report", str(out), "--quiet"]) == 0
+    assert "cannot draw it: ValueError: no luck" in capsys.readouterr().err
+    page = _parse(out / "index.html")
+    assert page.images == []
+    assert "No plot: cannot draw it: ValueError: no luck" in " ".join(page.text)
