@@ -16,6 +16,7 @@ import math
 import sqlite3
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from console.config import ConsoleConfig
@@ -42,6 +43,16 @@ class Series:
     inlet_open: list[bool]
     vent_open: list[bool]
     stim_on: list[bool]
+
+
+#: Telemetry events come at 10 Hz; a longer silence than this is a gap (a lost link, a
+#: device reset) and the plot shows it as one rather than draw a line across it.
+GAP_S = 1.0
+
+
+def gaps(t_s: list[float], min_s: float = GAP_S) -> list[tuple[float, float]]:
+    """The (from, to) times between consecutive samples more than `min_s` apart."""
+    return [(a, b) for a, b in pairwise(t_s) if b - a > min_s]
 
 
 @dataclass(frozen=True)

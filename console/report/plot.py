@@ -5,15 +5,18 @@ matplotlib is imported here only, and only when `require_matplotlib` or
 `matplotlib.figure.Figure` (no pyplot, so no global figure list and no GUI).
 Every plotted series, limit and marker carries a `gid` naming what it is
 (`tip_c`, `limit:freeze_target_c`, `alarm:ALM_...`, `fault:exhaust_blocked`),
-so that a test can read the data behind the picture.
+so that a test can read the data behind the picture. A series is broken (a
+NaN point, x and y) where the telemetry has a gap longer than `GAP_S`, and the
+gap is hatched grey: no line is drawn across a time nothing was recorded.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console.report.data import Band, Limits, SessionReport
+from console.report.data import GAP_S, Band, Limits, SessionReport, gaps
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -87,7 +90,12 @@ def figure(report: SessionReport, title: str) -> Figure:
     for ax in (tip, supply, exhaust, lanes):
         _freeze_shading(ax, report.bands)
 
-    tip.plot(s.t_s, s.tip_c, color="#1f4e9e", linewidth=1.2, label="tip", gid="tip_c")
+    holes = gaps(s.t_s)
+    for ax in (tip, supply, exhaust, lanes):
+        _gap_shading(ax, holes)
+    t = _broken(s.t_s, s.t_s)
+
+    tip.plot(t, _broken(s.t_s, s.tip_c), color="#1f4e9e", linewidth=1.2, label="tip", gid="tip_c")
     tip.axhline(
         lim.freeze_target_c,
         color="#1f77b4",
@@ -101,7 +109,12 @@ def figure(report: SessionReport, title: str) -> Figure:
         tip.text(0.5, 0.5, "no telemetry recorded", transform=tip.transAxes, ha="center")
 
     supply.plot(
-        s.t_s, s.supply_psi, color="#2c7a2c", linewidth=1.2, label="supply", gid="supply_psi"
+        t,
+        _broken(s.t_s, s.supply_psi),
+        color="#2c7a2c",
+        linewidth=1.2,
+        label="supply",
+        gid="supply_psi",
     )
     supply.axhspan(
         lim.supply_min_psi,
@@ -130,7 +143,12 @@ def figure(report: SessionReport, title: str) -> Figure:
     supply.set_ylabel("supply (psig)")
 
     exhaust.plot(
-        s.t_s, s.exhaust_psi, color="#8c564b", linewidth=1.2, label="exhaust", gid="exhaust_psi"
+        t,
+        _broken(s.t_s, s.exhaust_psi),
+        color="#8c564b",
+        linewidth=1.2,
+        label="exhaust",
+        gid="exhaust_psi",
     )
     exhaust.axhline(
         lim.exhaust_over_psi,
@@ -153,8 +171,8 @@ def figure(report: SessionReport, title: str) -> Figure:
     for gid, _, lane in LANES:
         values = getattr(s, gid)
         lanes.plot(
-            s.t_s,
-            [lane + LANE_HEIGHT * v for v in values],
+            t,
+            _broken(s.t_s, [lane + LANE_HEIGHT * v for v in values]),
             drawstyle="steps-post",
             linewidth=1.4,
             gid=gid,
@@ -196,6 +214,30 @@ def _states(ax: Axes, bands: list[Band], end: float) -> None:
     ax.set_ylim(0.0, 1.0)
     ax.set_yticks([])
     ax.set_ylabel("state", rotation=0, ha="right", va="center")
+
+
+def _broken(t_s: list[float], values: list[float] | list[bool]) -> list[float]:
+    """`values` with a NaN inserted after each sample that is followed by a gap."""
+    out: list[float] = []
+    for i, v in enumerate(values):
+        out.append(float(v))
+        if i + 1 < len(t_s) and t_s[i + 1] - t_s[i] > GAP_S:
+            out.append(math.nan)
+    return out
+
+
+def _gap_shading(ax: Axes, holes: list[tuple[float, float]]) -> None:
+    for n, (a, b) in enumerate(holes):
+        ax.axvspan(
+            a,
+            b,
+            facecolor="none",
+            edgecolor="#999999",
+            hatch="//",
+            linewidth=0,
+            label="no telemetry" if n == 0 else None,
+            gid="gap",
+        )
 
 
 def _freeze_shading(ax: Axes, bands: list[Band]) -> None:

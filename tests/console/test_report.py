@@ -8,6 +8,7 @@ behind them (each artist's `gid` names what it shows), the pages by parsing them
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ from matplotlib.patches import Rectangle
 
 from console import cli
 from console.config import load_config
-from console.report.data import SessionReport, load
+from console.report.data import Series, SessionReport, load
 from console.report.plot import LANE_HEIGHT, LANES, figure
 from console.sessions_cmd import open_store
 
@@ -79,12 +80,19 @@ def _lines(fig: Figure, gid: str) -> list[Line2D]:
     return [a for ax in fig.axes for a in ax.get_lines() if a.get_gid() == gid]
 
 
+def _points(line: Line2D) -> list[tuple[float, float]]:
+    """The line's points, without the breaks drawn at telemetry gaps (x is NaN there)."""
+    xs = line.get_xdata()
+    ys = line.get_ydata()
+    return [(float(x), float(y)) for x, y in zip(xs, ys, strict=True) if x == x]  # type: ignore[arg-type]
+
+
 def _xs(line: Line2D) -> list[float]:
-    return [float(x) for x in line.get_xdata()]  # type: ignore[union-attr]
+    return [x for x, _ in _points(line)]
 
 
 def _ys(line: Line2D) -> list[float]:
-    return [float(y) for y in line.get_ydata()]  # type: ignore[union-attr]
+    return [y for _, y in _points(line)]
 
 
 # --- the data behind the figure -------------------------------------------------------------
@@ -109,6 +117,26 @@ def test_every_series_is_the_stored_telemetry(recorded: tuple[Path, str], fig: F
         assert _xs(line) == times
         assert [round((y - lane) / LANE_HEIGHT, 9) for y in _ys(line)] == [r[column] for r in rows]
     assert any(r[4] for r in rows) and any(r[7] for r in rows)  # the supply and stim both on
+
+
+def test_a_telemetry_gap_breaks_the_lines_and_is_shaded(report: SessionReport) -> None:
+    s = report.series
+    keep = [i for i, t in enumerate(s.t_s) if not 100.0 <= t < 110.0]  # 10 s without telemetry
+    holed = dataclasses.replace(
+        report,
+        series=Series(*([getattr(s, f.name)[i] for i in keep] for f in dataclasses.fields(s))),
+    )
+    fig = figure(holed, "gap")
+    (tip,) = _lines(fig, "tip_c")
+    xs = [float(x) for x in tip.get_xdata()]  # type: ignore[union-attr]
+    breaks = [i for i, x in enumerate(xs) if x != x]
+    assert len(breaks) == 1
+    before, after = xs[breaks[0] - 1], xs[breaks[0] + 1]
+    assert before < 100.0 and after >= 110.0
+    assert _xs(tip) == holed.series.t_s
+    shaded = [p for p in fig.axes[1].patches if p.get_gid() == "gap"]
+    assert len(shaded) == 1
+    assert shaded[0].get_x() == before and shaded[0].get_width() == pytest.approx(after - before)  # type: ignore[attr-defined]
 
 
 def test_the_limits_are_drawn(fig: Figure) -> None:
