@@ -198,7 +198,7 @@ def _anchor(n: int) -> str:
 def qa_page(entries: Sequence[QaEntry], *, heading: str, totals: str, generated: str) -> str:
     rows: list[str] = []
     for n, e in enumerate(entries, 1):
-        checks = e.checks or [Check("-", e.status, e.reason or "-", "")]
+        checks = e.checks or [Check("(not run)", e.status, e.reason or "-", "")]
         span = len(checks)
         for i, c in enumerate(checks):
             cells = []
@@ -215,7 +215,7 @@ def qa_page(entries: Sequence[QaEntry], *, heading: str, totals: str, generated:
                 f"<td>{_status(c.status) if e.checks else ''}</td>",
             ]
             rows.append("<tr>" + "".join(cells) + "</tr>")
-    head = ["scenario", "SR", "result", "expectation", "expected", "measured", ""]
+    head = ["scenario", "SR", "result", "expectation", "expected", "measured", "verdict"]
     table = (
         '<table class="summary">\n<tr>'
         + "".join(f"<th>{h}</th>" for h in head)

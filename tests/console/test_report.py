@@ -476,3 +476,18 @@ def test_a_plot_that_cannot_be_drawn_does_not_stop_the_run(
     page = _parse(out / "index.html")
     assert page.images == []
     assert "No plot: cannot draw it: ValueError: no luck" in " ".join(page.text)
+
+
+def test_a_skipped_scenario_is_listed_with_its_reason_and_no_plot(tmp_path: Path) -> None:
+    from console.qa import skipped
+    from console.report.scenarios import QaReport
+    from console.scenario import load_scenarios
+
+    (sf,) = load_scenarios([SCENARIOS / "sr18_identity_wrong_gas.toml"])
+    report = QaReport(tmp_path, tmp_path / "none.sqlite3", "qa run on a device")
+    entry = report.add(skipped(sf, 'requires = "simulator"', "port"))
+    assert entry.png is None and entry.no_plot == "the scenario did not run"
+    page = _parse(report.write("1 scenario(s): 1 skipped", "2026-11-28T10:00:00"))
+    text = " ".join(page.text)
+    assert page.images == []
+    assert "sr18_identity_wrong_gas" in text and "SKIP" in text and 'requires = "simulator"' in text
