@@ -26,7 +26,16 @@ from importlib import metadata
 from typing import TypeAlias
 
 import console
-from console import bench_cmds, config_cmd, device_sim, qa_cmd, run_cmd, sessions_cmd, simulate_cmd
+from console import (
+    bench_cmds,
+    config_cmd,
+    device_sim,
+    qa_cmd,
+    report_cmd,
+    run_cmd,
+    sessions_cmd,
+    simulate_cmd,
+)
 
 PROG = "probe-console"
 DISTRIBUTION = "probe-console"
@@ -45,6 +54,7 @@ COMMANDS: tuple[Registrar, ...] = (
     device_sim.register,
     config_cmd.register,
     sessions_cmd.register,
+    report_cmd.register,
     qa_cmd.register,
 )
 """Registration functions of the commands, in the order ``--help`` lists them."""

@@ -5,7 +5,9 @@
   against the built-in simulator in virtual time, or with ``--port`` against a
   device in real time (scenarios that need the simulator are SKIPPED there,
   never passed). A table of every expectation with its measured value;
-  ``--junit`` writes JUnit XML.
+  ``--junit`` writes JUnit XML; ``--report DIR`` an HTML page with the
+  table and a plot of every scenario that ran (console/report/, needs the
+  ``report`` extra).
 - ``qa list PATHS...``: each scenario, its SRs and what it requires.
 
 Exit codes (interfaces.md): 0 every expectation met; 1 an expectation failed
@@ -18,9 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import textwrap
 import time
 import tomllib
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -38,10 +42,11 @@ from console.qa import (
     skipped,
 )
 from console.scenario import ScenarioError, ScenarioFile, load_scenarios
-from console.store import StoreError
+from console.store import StoreError, default_db_path
 
 if TYPE_CHECKING:
     from console.cli import Subparsers
+    from console.report.scenarios import QaReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEVICE = 0, 1, 2, 3
 PROG = "probe-console qa"
@@ -64,6 +69,13 @@ def register(subparsers: Subparsers) -> None:
     )
     r.add_argument("paths", nargs="+", type=Path, metavar="PATHS", help="scenario files or folders")
     r.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML here")
+    r.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write DIR/index.html: the table of results and a plot of every scenario that ran "
+        "(needs matplotlib: pip install 'probe-console[report]')",
+    )
     r.add_argument(
         "--port",
         metavar="URL",
@@ -198,7 +210,47 @@ def qa_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report_setup(args: argparse.Namespace, stack: ExitStack) -> QaReport | None:
+    """`--report DIR`: matplotlib present, the folder writable, a store to record in.
+
+    Without `--db`, a virtual-time run records into a temporary store (the plots are
+    drawn from the record); on a device the run is recorded in the default store anyway.
+    """
+    if args.report is None:
+        return None
+    from console.report.plot import ReportUnavailable, require_matplotlib
+
+    try:
+        require_matplotlib()
+    except ReportUnavailable as exc:
+        raise _Usage(f"--report: {exc}") from None
+    from console.report.scenarios import QaReport
+
+    folder: Path = args.report
+    if folder.exists() and not folder.is_dir():
+        raise _Usage(f"--report {folder} is a file: give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _Usage(
+            f"--report {folder}: cannot create the folder: {exc.strerror or exc}"
+        ) from None
+    if not os.access(folder, os.W_OK):
+        raise _Usage(f"--report {folder}: the folder is not writable")
+    if args.db is None and not args.port:
+        temporary = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qa-report-")))
+        args.db = temporary / "sessions.sqlite3"
+    db: Path = args.db or default_db_path()
+    mode = f"on {args.port}" if args.port else "against the simulator"
+    return QaReport(folder, db, f"probe-console qa run {mode}")
+
+
 def qa_run(args: argparse.Namespace) -> int:
+    with ExitStack() as stack:
+        return _qa_run(args, stack)
+
+
+def _qa_run(args: argparse.Namespace, stack: ExitStack) -> int:
     try:
         if not (args.timeout_s == args.timeout_s and 0.0 < args.timeout_s <= 3600.0):
             raise _Usage(f"--timeout-s = {args.timeout_s} out of range (0, 3600] s")
@@ -207,6 +259,7 @@ def qa_run(args: argparse.Namespace) -> int:
         if args.db is not None:
             _writable(args.db, "--db")
         files = _load(args)
+        report = _report_setup(args, stack)
     except ScenarioError as exc:
         for message in exc.messages:
             print(f"{PROG} run: {message}", file=sys.stderr)
@@ -251,8 +304,19 @@ def qa_run(args: argparse.Namespace) -> int:
             )
         results.append(result)
         _print_result(result, out, quiet=args.quiet)
+        if report is not None:
+            entry = report.add(result)
+            if entry.no_plot and result.session_id is not None:
+                print(f"{PROG} run: --report: {result.name}: {entry.no_plot}", file=sys.stderr)
     summary = _summary(results)
     print(summary, file=out)
+    if report is not None:
+        try:
+            page = report.write(summary, _wall_clock().isoformat(timespec="seconds")[:19])
+        except OSError as exc:
+            print(f"{PROG} run: --report {args.report}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"report: {page}", file=out)
     if args.junit is not None:
         try:
             stamp = _wall_clock().isoformat(timespec="seconds").replace("+00:00", "")
