@@ -26,7 +26,17 @@ from importlib import metadata
 from typing import TypeAlias
 
 import console
-from console import bench_cmds, config_cmd, device_sim, qa_cmd, run_cmd, sessions_cmd, simulate_cmd
+from console import (
+    bench_cmds,
+    config_cmd,
+    ctl_cmd,
+    device_sim,
+    qa_cmd,
+    run_cmd,
+    serve_cmd,
+    sessions_cmd,
+    simulate_cmd,
+)
 
 PROG = "probe-console"
 DISTRIBUTION = "probe-console"
@@ -41,6 +51,8 @@ Registrar: TypeAlias = Callable[[Subparsers], None]
 COMMANDS: tuple[Registrar, ...] = (
     simulate_cmd.register,
     run_cmd.register,
+    serve_cmd.register,
+    ctl_cmd.register,
     bench_cmds.register,
     device_sim.register,
     config_cmd.register,
