@@ -49,6 +49,23 @@ class SocketInUseError(Exception):
     """Another process listens on the socket path."""
 
 
+def ensure_free(path: Path) -> None:
+    """No other process listens on `path`; a stale socket file (its owner gone) is removed."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        raise SocketInUseError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # a stale socket of an instance that is gone
+    else:
+        raise SocketInUseError(f"another process listens on {path}: stop it or give --socket PATH")
+    finally:
+        probe.close()
+
+
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     """(pid, uid, gid) of the peer, from the kernel (SO_PEERCRED), not from anything it says."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size)
@@ -148,20 +165,7 @@ class ApiServer:
     @staticmethod
     def _listen(path: Path) -> socket.socket:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o770)
-        if path.exists() or path.is_symlink():
-            if not stat.S_ISSOCK(os.lstat(path).st_mode):
-                raise SocketInUseError(f"{path} exists and is not a socket")
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(str(path))
-            except OSError:
-                path.unlink()  # a stale socket of an instance that is gone
-            else:
-                raise SocketInUseError(
-                    f"another process listens on {path}: stop it or give --socket PATH"
-                )
-            finally:
-                probe.close()
+        ensure_free(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o117)  # created 0660 from the start: no window with a wider mode
         try:
@@ -329,8 +333,13 @@ class ApiServer:
 
 
 def _goodbye(sock: socket.socket, code: int, message: str) -> None:
+    """The error line, then the end; what the caller already sent is read and ignored
+    (closing on unread input would reset the connection before it reads the error)."""
     line = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
     with contextlib.suppress(OSError):
         sock.send(line.encode() + b"\n")
+        sock.shutdown(socket.SHUT_WR)
+    with contextlib.suppress(OSError):
+        sock.recv(MAX_LINE)
     with contextlib.suppress(OSError):
         sock.close()

@@ -19,6 +19,7 @@ refused; 4 another instance owns the port.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.api import Api
-from console.apiserver import ApiServer, SocketInUseError
+from console.apiserver import ApiServer, SocketInUseError, ensure_free
 from console.bench_cmds import (
     EXIT_DEVICE,
     EXIT_USAGE,
@@ -98,6 +99,15 @@ def serve(args: argparse.Namespace) -> int:
     if args.socket is not None:
         # The port locks live beside the socket (interfaces.md): the same place for every command.
         os.environ["PROBE_CONSOLE_SOCKET"] = str(args.socket)
+    socket_path = args.socket or default_socket_path()
+    try:
+        ensure_free(socket_path)  # before the port: a taken socket starts nothing
+    except (SocketInUseError, OSError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"probe-console serve: --socket {socket_path}: {why}", file=sys.stderr)
+        if events_file is not None:
+            events_file.close()
+        return EXIT_USAGE
     try:
         return _serve(args, config, events_file)
     except CommandExit as exc:
@@ -136,10 +146,18 @@ def _serve(args: argparse.Namespace, config: ConsoleConfig, events_file: EventFi
 
 
 class _Lines:
-    """Plain event lines on stdout (the journal under systemd); telemetry left out."""
+    """Plain event lines on stdout (the journal under systemd); telemetry left out.
+
+    Off a terminal stdout is made non-blocking: a reader that does not keep up loses
+    lines (counted), it never holds the control loop. The record has every event.
+    """
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
+        self.dropped = 0
+        if not quiet and not sys.stdout.isatty():
+            with contextlib.suppress(OSError, ValueError):
+                os.set_blocking(sys.stdout.fileno(), False)
 
     def __call__(self, e: dict[str, Any]) -> None:
         if self.quiet or e["event"] == "telemetry":
@@ -150,7 +168,9 @@ class _Lines:
         if line is not None:
             try:
                 print(line, flush=True)
-            except (BrokenPipeError, OSError):
+            except BlockingIOError:
+                self.dropped += 1
+            except OSError:
                 self.quiet = True  # nobody reads stdout: the record still has everything
 
 
