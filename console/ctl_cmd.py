@@ -69,7 +69,7 @@ def register(subparsers: Subparsers) -> None:
     s.set_defaults(handler=ctl)
     w = sub.add_parser("watch", help="a live view: every event as it happens")
     w.add_argument("--telemetry", action="store_true", help="also a line per telemetry event")
-    w.add_argument("--count", type=int, help="stop after this many events")
+    w.add_argument("--count", type=int, help="stop after this many lines")
     w.set_defaults(handler=ctl)
 
 
@@ -140,20 +140,21 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
     seen = 0
     try:
         for event in client.events():
-            seen += 1
+            line: str | None
             if args.json:
-                print(json.dumps(event), flush=True)
+                line = json.dumps(event)
             elif event["event"] == "telemetry":
-                if args.telemetry:
-                    print(
-                        f"t={event['t_s']:8.2f}s tip {event['tip_c']} C, supply "
-                        f"{event['supply_psi']} psig, exhaust {event['exhaust_psi']} psig",
-                        flush=True,
-                    )
+                line = (
+                    f"t={event['t_s']:8.2f}s tip {event['tip_c']} C, supply "
+                    f"{event['supply_psi']} psig, exhaust {event['exhaust_psi']} psig"
+                    if args.telemetry
+                    else None
+                )
             else:
                 line = event_line(event)
-                if line is not None:
-                    print(line, flush=True)
+            if line is not None:
+                print(line, flush=True)
+                seen += 1
             if args.count is not None and seen >= args.count:
                 break
             if event["event"] == "session_finished":
