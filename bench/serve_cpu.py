@@ -106,8 +106,11 @@ def main() -> int:
             def read() -> None:
                 with Client(sock, timeout_s=None) as c:
                     c.subscribe()
-                    for _ in c.events():
-                        received[0] += 1
+                    try:
+                        for _ in c.events():
+                            received[0] += 1
+                    except ConnectError:
+                        return  # serve stopped
 
             threading.Thread(target=read, daemon=True).start()
         time.sleep(2.0)  # past the start-up

@@ -242,6 +242,8 @@ class ApiServer:
             self.emit("api_client_connected", {"uid": uid, "pid": pid})
 
     def _read(self, client: Client) -> None:
+        if len(client.inbuf) > 2 * MAX_LINE:
+            return  # lines still waiting for their turn: the kernel holds the rest (back-pressure)
         try:
             data = client.sock.recv(MAX_LINE + 1)
         except (BlockingIOError, InterruptedError):

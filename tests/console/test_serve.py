@@ -20,6 +20,7 @@ import pytest
 
 from console.api import CALLER_NOT_ALLOWED
 from console.client import ConnectError
+from console.procedure import FREEZES
 from tests.console.procs import Sim, run
 from tests.console.served import CHECKLIST, Served, drive_to_freeze, start_serve
 
@@ -380,3 +381,30 @@ def test_serve_exit_codes(sim: Sim, env: dict[str, str], tmp_path: Path) -> None
     config.write_text("[api]\nallowed_uids = [nan]\n")
     bad = run(["serve", "--port", sim.url, "--config", str(config)], env)
     assert bad.returncode == 2 and "api.allowed_uids" in bad.stderr
+
+
+def test_a_link_loss_mid_freeze_is_never_resumed(served: Served, sim: Sim) -> None:
+    """SR-01, SR-03, SR-18: the link drops in a freeze (both ways, 1 s): the procedure takes its
+    fault path; the device comes back through a new handshake only (re-identified, the safe
+    state verified) and the freeze is never resumed; the daemon serves on."""
+    drive_to_freeze(served, freeze_s=60.0)
+    served.wait(lambda s: s["state"] == "freeze_1" and s["locked"], timeout_s=30)
+    assert sim.ask("link_drop:duration_s=1").startswith("OK")
+    faulted = served.wait_state("fault", timeout_s=10)
+    assert any(a["alarm"] == "ALM_LINK_LOST" for a in faulted["alarms"])
+    back = served.wait(lambda s: s["link"]["state"] == "open" and not s["link"]["lost"], 15)
+    assert back["state"] == "fault" and back["locked"] is True  # never back to a freeze
+    valves = sim.status()["valves"]
+    assert valves["supply"]["open"] is False  # type: ignore[index]
+    assert served.stop() == 5  # still locked: the thaw decides, not the signal
+    events = served.events()
+    lost = next(e for e in events if e["event"] == "link_lost")
+    after = [e for e in events if e["seq"] > lost["seq"]]
+    # Back through the connection only: the link restored (or a new handshake), the safe
+    # state commanded on the loss and verified; no freeze after it.
+    assert {"link_restored", "device_identified"} & {e["event"] for e in after}
+    assert any(e["event"] == "safe_state_commanded" for e in after)
+    assert not [e for e in after if e["event"] == "state_changed" and e["to"] in FREEZES]
+    assert not [
+        e for e in after if e["event"] == "valve_commanded" and e["open"] and e["valve"] == "supply"
+    ]
