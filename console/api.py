@@ -33,6 +33,7 @@ INVALID_PARAMS = -32602
 REFUSED = -32001  # refused by an interlock (or the alarm manager, the checklist, the lock)
 NOT_IN_STATE = -32002  # not allowed in this state
 CALLER_NOT_ALLOWED = -32003  # SR-29: the caller's uid is not on the allow-list
+INTERNAL_ERROR = -32603  # a fault of the console's own: recorded; the daemon carries on
 
 MAX_LINE = 64 * 1024
 """One message per line, at most 64 KiB (interfaces.md)."""
@@ -329,6 +330,9 @@ class Api:
                 result = self._dispatch(request, caller)
             except ApiError as exc:
                 error = exc
+            except Exception as exc:  # a request must never end the daemon
+                error = ApiError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+                self.emit("api_internal_error", {"method": method, "error": repr(exc)[:500]})
             else:
                 if method not in ("status",):
                     self._record(caller, method, rid, None, result.get("reason", ""))
@@ -521,6 +525,7 @@ def json_schema() -> dict[str, Any]:
             str(REFUSED): {"$ref": "#/$defs/RefusedData"},
             str(NOT_IN_STATE): {"$ref": "#/$defs/StateErrorData"},
             str(CALLER_NOT_ALLOWED): "caller not allowed (the connection then closes)",
+            str(INTERNAL_ERROR): "a fault of the console's own (recorded as api_internal_error)",
         },
         "x-notification": {
             "type": "object",

@@ -50,6 +50,7 @@ def register(subparsers: Subparsers) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     for action in ACTIONS:
         a = sub.add_parser(action, help=_HELP[action])
+        _json_too(a)
         if action == "arm":
             a.add_argument("--checklist", type=Path, required=True, help="JSON or TOML file")
             a.add_argument("--cycles", type=int, help="freeze-thaw cycles")
@@ -66,11 +67,20 @@ def register(subparsers: Subparsers) -> None:
             a.add_argument("duration_s", type=float, help="seconds, at most 120")
         a.set_defaults(handler=ctl)
     s = sub.add_parser("status", help="the console's state, readings and alarms")
+    _json_too(s)
     s.set_defaults(handler=ctl)
     w = sub.add_parser("watch", help="a live view: every event as it happens")
+    _json_too(w)
     w.add_argument("--telemetry", action="store_true", help="also a line per telemetry event")
     w.add_argument("--count", type=int, help="stop after this many lines")
     w.set_defaults(handler=ctl)
+
+
+def _json_too(parser: argparse.ArgumentParser) -> None:
+    """`--json` accepted after the action as well as before it."""
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
+    )
 
 
 def params_of(args: argparse.Namespace) -> dict[str, Any]:

@@ -149,3 +149,27 @@ def test_flush_never_blocks() -> None:
         client.enqueue(line)
     assert client.flush() is True  # still waiting, and it returned
     peer.close()
+
+
+def test_a_fault_while_handling_a_request_is_answered_and_recorded() -> None:
+    """A bug met by one request is answered -32603 and recorded; the daemon carries on."""
+    from typing import Any
+
+    from console.api import INTERNAL_ERROR, Api
+
+    class Broken:
+        def act(self, action: str, params: dict[str, Any]) -> tuple[bool, str]:
+            raise RuntimeError("boom")
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    api = Api(
+        Broken(),  # type: ignore[arg-type]
+        lambda name, fields: events.append((name, fields)),
+        session_id="s",
+        session_time=lambda: 0.0,
+    )
+    answer = api.handle_line(
+        b'{"jsonrpc":"2.0","id":1,"method":"estop"}', Caller(uid=0, pid=1, gid=0)
+    )
+    assert answer["error"]["code"] == INTERNAL_ERROR and answer["id"] == 1
+    assert [name for name, _ in events] == ["api_internal_error", "api_request"]
