@@ -24,6 +24,7 @@ import selectors
 import socket
 import stat
 import struct
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -42,6 +43,9 @@ SEND_BUFFER = 64 * 1024
 """The kernel's send buffer per client: a never-reading client fills it quickly."""
 LINES_PER_TURN = 32
 """Requests taken from one client per turn: one client cannot monopolise a turn."""
+TURN_BUDGET_S = 0.002
+"""Time one poll may spend on requests; the rest wait for the next turn (the device's
+frames and the heartbeat come first, SR-02)."""
 _CRED = struct.Struct("3i")
 
 
@@ -147,7 +151,10 @@ class ApiServer:
         allowed_uids: Iterable[int],
         max_clients: int = 8,
         queue_messages: int = QUEUE_MESSAGES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.clock = clock
+        self._deadline = 0.0
         self.path = path
         self.handler = handler
         self.emit = emit
@@ -198,6 +205,7 @@ class ApiServer:
 
     def poll(self) -> None:
         """Everything ready now, nothing that would wait. Called once a control-loop turn."""
+        self._deadline = self.clock() + TURN_BUDGET_S
         if self._pending:
             pending, self._pending = self._pending, set()
             for waiting in pending:
@@ -260,6 +268,9 @@ class ApiServer:
     def _lines(self, client: Client) -> None:
         buf = client.inbuf
         for _ in range(LINES_PER_TURN):
+            if self.clock() > self._deadline and buf.find(b"\n") >= 0:
+                self._pending.add(client)  # this turn's time for requests is spent
+                return
             end = buf.find(b"\n")
             if end < 0:
                 break

@@ -224,6 +224,7 @@ def _daemon(
             stream,
             allowed_uids=config.api.allowed_uids,
             max_clients=config.api.max_clients,
+            clock=runtime.clock,
         )
     except (SocketInUseError, OSError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
