@@ -362,7 +362,8 @@ def test_serve_listens_on_no_tcp_port(served: Served) -> None:
 
 
 def test_serve_exit_codes(sim: Sim, env: dict[str, str], tmp_path: Path) -> None:
-    """Another instance owns the port: 4; no device: 3; a bad configuration: 2."""
+    """Another instance owns the port: 4; the socket taken: 2; a signal during a procedure with
+    the probe unlocked: 1; no device: 3; a bad configuration: 2 (SR-01, SR-30)."""
     served = start_serve(sim, tmp_path, env)
     try:
         second = run(["serve", "--port", sim.url, "--socket", str(tmp_path / "other.sock")], env)
@@ -370,8 +371,12 @@ def test_serve_exit_codes(sim: Sim, env: dict[str, str], tmp_path: Path) -> None
         assert "another" in second.stderr and "Traceback" not in second.stderr
         taken = run(["serve", "--port", "/dev/null", "--socket", str(served.socket)], env)
         assert taken.returncode == 2 and "listens" in taken.stderr
+        # A procedure started, nothing opened yet: the signal ends it early, unlocked: 1.
+        assert served.call("arm", {"checklist": CHECKLIST})["state"] == "leak_test"
     finally:
-        assert served.stop() == 0
+        assert served.stop() == 1
+    finished = [e for e in served.events() if e["event"] == "procedure_finished"]
+    assert [(e["outcome"], e["reason"]) for e in finished] == [("aborted", "signal:SIGTERM")]
     none = run(
         ["serve", "--port", str(tmp_path / "no-such-tty"), "--socket", str(tmp_path / "s.sock")],
         env,
