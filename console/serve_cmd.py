@@ -325,9 +325,10 @@ def _session(
     except TransportError:
         # The port is gone (cable, device-sim stopped): nothing can be commanded; the
         # device's own watchdog makes it safe (SR-02). The record says so.
+        during = proc.state in RUNNING or proc.state in ENDS or proc.state == "complete"
         if proc.state in RUNNING:
             proc.end_now("transport_lost")
-        finish("aborted" if proc.started else "completed", "transport_lost")
+        finish("aborted" if during or proc.locked else "completed", "transport_lost")
         raise
     signum = runtime.stop_signal
     reason = f"signal:{signal.Signals(signum).name}"
@@ -336,7 +337,12 @@ def _session(
         proc.end_now(reason)
         runtime.settle()
     runtime.stop_signal = None
-    runtime.make_safe(reason)  # SR-01: verified from telemetry before the record ends
+    if not runtime.make_safe(reason):  # SR-01: verified from telemetry before the record ends
+        print(
+            "probe-console serve: the device did not confirm the safe state within 1 s; "
+            "its watchdog makes it safe 300 ms after the last frame (SR-02): check it",
+            file=sys.stderr,
+        )
     if in_procedure or proc.locked:
         outcome = "aborted"
         code = EXIT_LOCKED if proc.locked else EXIT_EARLY
