@@ -185,6 +185,8 @@ def parse(line: bytes) -> tuple[Request | None, int | str | None, ApiError | Non
         obj = json.loads(line.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         return None, None, ApiError(PARSE_ERROR, f"parse error: {exc}")
+    except RecursionError:
+        return None, None, ApiError(PARSE_ERROR, "parse error: nested too deeply")
     if isinstance(obj, list):
         return None, None, ApiError(INVALID_REQUEST, "batches are not accepted: one request a line")
     rid = _id_of(obj)

@@ -55,6 +55,7 @@ def test_the_api_page_documents_every_method_and_error() -> None:
         (b'{"jsonrpc":"2.0","id":1,"method":"silence_alarms","params":{"duration_s":NaN}}', -32700),
         (b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":-Infinity}}', -32700),
         (b"{", PARSE_ERROR),
+        (b"[" * 60000, PARSE_ERROR),  # nesting that would exhaust the parser's recursion
         (b"\xc3\x28", PARSE_ERROR),
         (b"[]", INVALID_REQUEST),
         (b"1", INVALID_REQUEST),
