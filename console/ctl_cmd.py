@@ -78,9 +78,7 @@ def register(subparsers: Subparsers) -> None:
 
 def _json_too(parser: argparse.ArgumentParser) -> None:
     """`--json` accepted after the action as well as before it."""
-    parser.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
-    )
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
 
 
 def params_of(args: argparse.Namespace) -> dict[str, Any]:
