@@ -60,8 +60,9 @@ def test_whole_procedures_through_the_api_with_a_subscriber(served: Served, sim:
     subscriber = Subscriber(served)
     subscriber.start()
     drive_to_freeze(served, freeze_s=5.0)
-    running = served.wait_state("freeze_1", timeout_s=30)
-    assert running["locked"] is True and running["withdraw_safe"] is False
+    # Locked from the reported supply open, a few ms after the state changed (SR-12).
+    running = served.wait(lambda s: s["state"] == "freeze_1" and s["locked"], timeout_s=30)
+    assert running["withdraw_safe"] is False and running["countdown_s"] is not None
     assert served.wait_state("complete", timeout_s=90)["withdraw_safe"] is True
     assert served.call("request_withdraw")["state"] == "ready"
     # The second lesion site: no leak test this time (once per device session, SR-24).
