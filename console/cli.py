@@ -29,10 +29,12 @@ import console
 from console import (
     bench_cmds,
     config_cmd,
+    ctl_cmd,
     device_sim,
     qa_cmd,
     report_cmd,
     run_cmd,
+    serve_cmd,
     sessions_cmd,
     simulate_cmd,
 )
@@ -50,6 +52,8 @@ Registrar: TypeAlias = Callable[[Subparsers], None]
 COMMANDS: tuple[Registrar, ...] = (
     simulate_cmd.register,
     run_cmd.register,
+    serve_cmd.register,
+    ctl_cmd.register,
     bench_cmds.register,
     device_sim.register,
     config_cmd.register,

@@ -44,7 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, Final, Literal, TypeAlias, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, TypeAlias, get_args, get_origin
 
 import annotated_types
 import tomli_w
@@ -627,6 +627,21 @@ class InterlockLimits(BaseModel):
         return _above(value, info, "exhaust_over_hold_s", "s")
 
 
+class ApiParams(BaseModel):
+    """The local control API of `serve` (SR-29): who may connect to its UNIX socket."""
+
+    model_config = _STRICT
+
+    allowed_uids: list[Annotated[int, Field(ge=0, le=4_294_967_294)]] = Field(
+        default_factory=list,
+        description=(
+            "user ids allowed to call the control API besides the daemon's own (checked "
+            "with the kernel's peer credentials, SO_PEERCRED; SR-29)"
+        ),
+    )
+    max_clients: int = Field(8, ge=1, le=64, description="API clients connected at once")
+
+
 # --- the composed configuration ------------------------------------------------
 
 _COMPOSED_LIMITS: Final[Mapping[tuple[type[BaseModel], str], tuple[Tighter, str]]] = {
@@ -680,6 +695,9 @@ class ConsoleConfig(BaseModel):
     )
     interlocks: InterlockLimits = Field(
         default_factory=InterlockLimits, description="interlock timings and thresholds"
+    )
+    api: ApiParams = Field(
+        default_factory=ApiParams, description="the control API of `serve` (SR-29)"
     )
 
     @property

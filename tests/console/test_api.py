@@ -1,0 +1,176 @@
+"""The control API's messages, validation, error mapping and per-client queues, in process."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from console.actions import ACTIONS
+from console.api import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHODS,
+    NOT_IN_STATE,
+    PARSE_ERROR,
+    REFUSED,
+    Caller,
+    parse,
+    refusal,
+    schema_text,
+)
+from console.apiserver import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "docs" / "api.schema.json"
+API_DOC = ROOT / "docs" / "api.md"
+
+
+def test_the_schema_file_is_generated_from_the_models() -> None:
+    """docs/api.schema.json is current: regenerate with `python -m console.api`."""
+    assert SCHEMA.read_text() == schema_text(), (
+        "docs/api.schema.json is stale: python -m console.api > docs/api.schema.json"
+    )
+
+
+def test_the_schema_lists_every_method() -> None:
+    schema = json.loads(schema_text())
+    assert [r["properties"]["method"]["const"] for r in schema["oneOf"]] == list(METHODS)
+    assert set(METHODS) == {*ACTIONS, "status", "subscribe"}
+
+
+def test_the_api_page_documents_every_method_and_error() -> None:
+    text = API_DOC.read_text()
+    for method in METHODS:
+        assert f"### `{method}`" in text, method
+    for code in ("-32700", "-32600", "-32601", "-32602", "-32001", "-32002", "-32003"):
+        assert code in text
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (b'{"jsonrpc":"2.0","id":1,"method":"silence_alarms","params":{"duration_s":NaN}}', -32700),
+        (b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":-Infinity}}', -32700),
+        (b"{", PARSE_ERROR),
+        (b"[" * 60000, PARSE_ERROR),  # nesting that would exhaust the parser's recursion
+        (b"\xc3\x28", PARSE_ERROR),
+        (b"[]", INVALID_REQUEST),
+        (b"1", INVALID_REQUEST),
+        (b'{"jsonrpc":"2.0","method":"estop"}', INVALID_REQUEST),
+        (b'{"jsonrpc":"2.0","id":true,"method":"estop"}', INVALID_REQUEST),
+        (b'{"jsonrpc":"2.0","id":1.5,"method":"estop"}', INVALID_REQUEST),
+        (b'{"jsonrpc":"2.0","id":1,"method":3}', INVALID_REQUEST),
+        (b'{"jsonrpc":"2.0","id":1,"method":"estop","params":"x"}', INVALID_REQUEST),
+        (b'{"jsonrpc":"2.0","id":1,"method":"estop","x":1}', INVALID_REQUEST),
+        (b" " * (64 * 1024 + 1), INVALID_REQUEST),
+    ],
+)
+def test_bad_messages_are_refused_before_dispatch(line: bytes, code: int) -> None:
+    """SR-30, SR-23: NaN/Infinity, bad JSON, batches, no id, wrong types, unknown keys."""
+    request, _, error = parse(line)
+    assert request is None and error is not None and error.code == code
+
+
+def test_a_good_request_parses() -> None:
+    request, rid, error = parse(b'{"jsonrpc":"2.0","id":"a","method":"status"}')
+    assert error is None and request is not None and rid == "a" and request.method == "status"
+
+
+@pytest.mark.parametrize(
+    ("action", "reason", "code", "sr"),
+    [
+        ("start_freeze", "start_freeze is not allowed in state ready", NOT_IN_STATE, None),
+        (
+            "request_withdraw",
+            "nothing to withdraw from in state ready; abort first",
+            NOT_IN_STATE,
+            None,
+        ),
+        ("stim_start", "configure stimulation first (stim_configure)", NOT_IN_STATE, None),
+        ("arm", "checklist: raynaud is true (absolute contraindication)", REFUSED, ["SR-19"]),
+        (
+            "request_withdraw",
+            "the probe is frozen to the tissue: wait for the thaw (ALM_PROBE_FROZEN)",
+            REFUSED,
+            ["SR-12"],
+        ),
+        ("arm", "alarms block a new procedure: ALM_LEAK (acknowledge them)", REFUSED, ["SR-24"]),
+        ("arm", "procedure.freeze_s = 500 out of range", INVALID_PARAMS, None),
+    ],
+)
+def test_refusals_map_to_their_codes(
+    action: str, reason: str, code: int, sr: list[str] | None
+) -> None:
+    error = refusal(action, reason, "ready")
+    assert error.code == code and error.message == reason
+    assert error.data is not None
+    if code == NOT_IN_STATE:
+        assert error.data == {"action": action, "state": "ready"}
+    if sr is not None:
+        assert error.data["sr"] == sr and error.data["state"] == "ready"
+
+
+def _client(limit: int) -> tuple[Client, socket.socket]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    return Client(a, Caller(uid=0, pid=1, gid=0), limit), b
+
+
+def test_the_queue_drops_telemetry_first_and_counts_it() -> None:
+    """A client that does not read: telemetry dropped (counted) past half the queue; events and
+    responses kept until the queue is full; then the client is to be closed."""
+    client, _peer = _client(limit=8)
+    for _ in range(4):
+        assert client.enqueue(b"event\n")
+    assert client.enqueue(b"telemetry\n", telemetry=True)
+    assert client.dropped_telemetry == 1 and len(client.out) == 4
+    for _ in range(4):
+        assert client.enqueue(b"event\n")
+    assert len(client.out) == 8
+    assert client.enqueue(b"event\n") is False  # full of events: it cannot keep up
+
+
+def test_a_full_queue_makes_room_by_dropping_queued_telemetry() -> None:
+    client, _peer = _client(limit=4)
+    assert client.enqueue(b"t\n", telemetry=True)
+    for _ in range(3):
+        assert client.enqueue(b"e\n")
+    assert client.enqueue(b"e\n")  # the queued telemetry makes room
+    assert client.dropped_telemetry == 1 and all(not tel for _, tel in client.out)
+
+
+def test_flush_never_blocks() -> None:
+    """The kernel buffer full: flush returns with data still waiting, instead of waiting."""
+    client, peer = _client(limit=100_000)
+    line = b"x" * 1000 + b"\n"
+    for _ in range(5000):
+        client.enqueue(line)
+    assert client.flush() is True  # still waiting, and it returned
+    peer.close()
+
+
+def test_a_fault_while_handling_a_request_is_answered_and_recorded() -> None:
+    """A bug met by one request is answered -32603 and recorded; the daemon carries on."""
+    from typing import Any
+
+    from console.api import INTERNAL_ERROR, Api
+
+    class Broken:
+        def act(self, action: str, params: dict[str, Any]) -> tuple[bool, str]:
+            raise RuntimeError("boom")
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    api = Api(
+        Broken(),  # type: ignore[arg-type]
+        lambda name, fields: events.append((name, fields)),
+        session_id="s",
+        session_time=lambda: 0.0,
+    )
+    answer = api.handle_line(
+        b'{"jsonrpc":"2.0","id":1,"method":"estop"}', Caller(uid=0, pid=1, gid=0)
+    )
+    assert answer["error"]["code"] == INTERNAL_ERROR and answer["id"] == 1
+    assert [name for name, _ in events] == ["api_internal_error", "api_request"]
