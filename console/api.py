@@ -227,7 +227,7 @@ def params_error(exc: ValidationError) -> ApiError:
     )
 
 
-_STATE_WORDS = (
+STATE_WORDS = (
     "is not allowed in state",
     "nothing to withdraw",
     "configure stimulation first",
@@ -241,7 +241,7 @@ _ALARM = re.compile(r"\bALM_[A-Z_]+\b")
 
 def refusal(action: str, reason: str, state: str) -> ApiError:
     """The procedure's refusal as -32002 (the state) or -32001 (an interlock, with its SRs)."""
-    if any(words in reason for words in _STATE_WORDS):
+    if any(words in reason for words in STATE_WORDS):
         return ApiError(
             NOT_IN_STATE, reason, StateErrorData(action=action, state=state).model_dump()
         )
@@ -254,8 +254,6 @@ def refusal(action: str, reason: str, state: str) -> ApiError:
         )
     found = _ALARM.search(reason)
     alarm = found.group(0) if found and found.group(0) in ALARMS else None
-    if alarm is None and action == "ack_alarm":
-        alarm = None
     sr: list[str] = list(ALARMS[alarm].sr) if alarm is not None else []
     if not sr:
         sr = _sr_of(action, reason)

@@ -16,6 +16,7 @@ from console.api import (
     NOT_IN_STATE,
     PARSE_ERROR,
     REFUSED,
+    STATE_WORDS,
     Caller,
     parse,
     refusal,
@@ -111,6 +112,13 @@ def test_refusals_map_to_their_codes(
         assert error.data == {"action": action, "state": "ready"}
     if sr is not None:
         assert error.data["sr"] == sr and error.data["state"] == "ready"
+
+
+def test_the_state_phrases_are_the_procedures_own_words() -> None:
+    """-32002 is told from -32001 by the refusal's wording: each phrase must still be one the
+    procedure uses, so that rewording a refusal breaks this test, not the error codes."""
+    source = (ROOT / "console" / "procedure.py").read_text(encoding="utf-8")
+    assert [w for w in STATE_WORDS if w not in source] == []
 
 
 def _client(limit: int) -> tuple[Client, socket.socket]:
