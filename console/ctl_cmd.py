@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,11 +129,15 @@ def ctl(args: argparse.Namespace) -> int:
         return EXIT_REFUSED if exc.code in (REFUSED, NOT_IN_STATE) else EXIT_INVALID
     except KeyboardInterrupt:
         return EXIT_ACCEPTED
-    if args.json or args.action == "status":
-        print(json.dumps(result, indent=None if args.json else 2))
-    else:
-        extra = f": {result['reason']}" if result.get("reason") else ""
-        print(f"accepted; state {result['state']}{extra}")
+    try:
+        if args.json or args.action == "status":
+            print(json.dumps(result, indent=None if args.json else 2), flush=True)
+        else:
+            extra = f": {result['reason']}" if result.get("reason") else ""
+            print(f"accepted; state {result['state']}{extra}", flush=True)
+    except BrokenPipeError:
+        # The reader went away (`ctl status | head -1`): the request was accepted all the same.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush
     return EXIT_ACCEPTED
 
 

@@ -97,6 +97,7 @@ class Summary:
     alarms: list[str] = field(default_factory=list)
     outcome: str = ""
     reason: str = ""
+    session_id: str = ""
     _cycle: int | None = None
     _last_t: float | None = None
 
@@ -126,6 +127,8 @@ class Summary:
             self.alarms.append(f"{e['alarm']} at t={e['t_s']:.2f}s ({e['priority']})")
         elif name == "session_finished":
             self.outcome, self.reason = e["outcome"], e["reason"]
+        elif name == "session_started":
+            self.session_id = e["session_id"]
 
     def render(
         self, exit_code: int, wall_s: float, virtual_s: float, command: str = "simulate"
@@ -134,6 +137,9 @@ class Summary:
         table.add_column(style="bold")
         table.add_column()
         table.add_row("outcome", Text(f"{self.outcome} ({self.reason}), exit {exit_code}"))
+        if self.session_id:
+            table.add_row("session", Text(self.session_id))
+            table.add_row("report", Text(f"probe-console report {self.session_id[:12]}"))
         for k, stats in sorted(self.cycles.items()):
             low = stats["min_tip_c"]
             low_text = "no reading" if low == float("inf") else f"{low:.1f} C"

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-INSTALL_HINT = "pip install 'probe-console[report]'"
+INSTALL_HINT = (
+    "pip install 'probe-console[report]' (in a source checkout: pip install -e '.[report]')"
+)
 
 #: The valve and stimulation lanes of the bottom panel, top to bottom: (gid, label, lane).
 LANES = (
