@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from cobs import cobs
 
@@ -95,29 +96,46 @@ def encode(message: Message, seq: int, nonce: int, version: int = PROTOCOL_VERSI
     return frame + DELIMITER
 
 
+#: msg_type -> (payload size, unpack_from, the message class): one lookup per frame.
+_DECODERS: dict[int, tuple[int, Callable[[bytes, int], tuple[Any, ...]], type[Any]]] = {
+    t: (lay.struct.size, lay.unpack, lay.cls) for t, lay in LAYOUTS.items()
+}
+_new_tuple = tuple.__new__
+_cobs_decode = cobs.decode
+_CobsError = cobs.DecodeError
+_crc32 = zlib.crc32
+_OVERHEAD = HEADER_SIZE + CRC_SIZE
+
+
 def _decode_body(raw: bytes) -> Frame | str:
-    """Decode one COBS-encoded frame (delimiter stripped) into a Frame, or an error kind."""
+    """Decode one COBS-encoded frame (delimiter stripped) into a Frame, or an error kind.
+
+    On every received frame: the typed values are built with `tuple.__new__`
+    (what a NamedTuple's own constructor calls, without its Python-level frame).
+    """
     try:
-        body: bytes = cobs.decode(raw)
-    except cobs.DecodeError:
+        body: bytes = _cobs_decode(raw)
+    except _CobsError:
         return "cobs"
     size = len(body)
-    if size < HEADER_SIZE + CRC_SIZE:
+    if size < _OVERHEAD:
         return "short"
     # CRC over header, payload and the appended little-endian CRC leaves a constant residue.
-    if zlib.crc32(body) != CRC_RESIDUE:
+    if _crc32(body) != CRC_RESIDUE:
         return "crc"
     version, msg_type, seq, nonce, length = _unpack_header(body)
-    if length != size - HEADER_SIZE - CRC_SIZE:
+    if length != size - _OVERHEAD:
         return "length"
     if version != PROTOCOL_VERSION and msg_type not in VERSION_INDEPENDENT_TYPES:
         return "version"
-    layout = LAYOUTS.get(msg_type)
-    if layout is None:
+    decoder = _DECODERS.get(msg_type)
+    if decoder is None:
         return "unknown_type"
-    if length != layout.struct.size:
+    payload_size, unpack, cls = decoder
+    if length != payload_size:
         return "payload"
-    return Frame(version, msg_type, seq, nonce, layout.cls._make(layout.unpack(body, HEADER_SIZE)))
+    message = _new_tuple(cls, unpack(body, HEADER_SIZE))
+    return _new_tuple(Frame, (version, msg_type, seq, nonce, message))
 
 
 def decode_frame(raw: bytes) -> Frame:
@@ -216,11 +234,20 @@ class StreamDecoder:
                 if self.keep_rejects and result in _HEADER_VALID_KINDS:
                     self.rejects.append((result, Header._make(_unpack_header(cobs.decode(raw)))))
                 continue
-            if self.expected_nonce is not None:
-                refused = self._session_check(result)
-                if refused is not None:
-                    errors[refused] += 1
-                    continue
+            expected = self.expected_nonce
+            if expected is not None:
+                # _session_check, inlined: it runs on every frame of a session.
+                if result.nonce != expected:
+                    if result.msg_type not in VERSION_INDEPENDENT_TYPES:
+                        errors["nonce"] += 1
+                        continue
+                else:
+                    step = (result.seq - (self.last_seq or 0)) % SEQ_MODULUS
+                    if step == 0 or step >= SEQ_MODULUS // 2:
+                        errors["duplicate"] += 1
+                        continue
+                    self.lost += step - 1
+                    self.last_seq = result.seq
             self.good += 1
             frames.append(result)
         self._buf = b""

@@ -74,7 +74,10 @@ class ThermistorFrontEnd:
         return clamp_counts(ADC_MAX * ohm / (ohm + self.r_ref_ohm))
 
     def counts_to_c(self, counts: int) -> float:
-        return self.ohm_to_c(self.counts_to_ohm(counts))
+        # counts_to_ohm then ohm_to_c, inlined (every sample): the same operations in the
+        # same order, so the same float.
+        ohm = self.r_ref_ohm * counts / (ADC_MAX - counts)
+        return 1.0 / (1.0 / T25_K + math.log(ohm / self.r25_ohm) / self.b_k) - KELVIN
 
     def c_to_counts(self, tip_c: float) -> int:
         return self.ohm_to_counts(self.c_to_ohm(tip_c))
