@@ -76,11 +76,11 @@ def measure(seconds: float, settle: float) -> dict[str, Any]:
             if run.poll() is not None:
                 raise RuntimeError(f"run ended during the measurement (exit {run.returncode})")
         finally:
-            for p in (run, device):
-                if p is not None and p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
+            # The console first (it makes the device safe on its way out), then the device.
             for p in (run, device):
                 if p is not None:
+                    if p.poll() is None:
+                        p.send_signal(signal.SIGTERM)
                     try:
                         p.wait(20)
                     except subprocess.TimeoutExpired:
