@@ -82,17 +82,34 @@ class Frame(NamedTuple):
     message: Message
 
 
+#: Message class -> (type, payload size, one struct for header and payload), for every
+#: message whose payload is its fields as they are (not Identity, whose text is converted):
+#: one pack call per frame. "<" has no padding, so the bytes are those of the two packs.
+_FRAMERS: dict[type, tuple[int, int, struct.Struct]] = {
+    cls: (lay.msg_type, lay.struct.size, struct.Struct(HEADER.format + lay.struct.format[1:]))
+    for cls, lay in LAYOUT_BY_CLASS.items()
+    if lay.struct.format.startswith("<") and cls.__name__ != "Identity"
+}
+_crc_pack = CRC.pack
+_cobs_encode = cobs.encode
+
+
 def encode(message: Message, seq: int, nonce: int, version: int = PROTOCOL_VERSION) -> bytes:
     """Encode `message` into one complete wire frame, trailing delimiter included."""
-    layout = LAYOUT_BY_CLASS.get(type(message))
-    if layout is None:
-        raise EncodeError(f"{type(message).__name__} is not a protocol message")
+    framer = _FRAMERS.get(type(message))
     try:
-        payload = layout.pack(message)
-        body = HEADER.pack(version, layout.msg_type, seq, nonce, len(payload)) + payload
+        if framer is not None:
+            msg_type, size, packer = framer
+            body = packer.pack(version, msg_type, seq, nonce, size, *message)
+        else:
+            layout = LAYOUT_BY_CLASS.get(type(message))
+            if layout is None:
+                raise EncodeError(f"{type(message).__name__} is not a protocol message")
+            payload = layout.pack(message)
+            body = HEADER.pack(version, layout.msg_type, seq, nonce, len(payload)) + payload
     except struct.error as exc:
         raise EncodeError(f"{type(message).__name__} {message!r}: {exc}") from exc
-    frame: bytes = cobs.encode(body + CRC.pack(zlib.crc32(body)))
+    frame: bytes = _cobs_encode(body + _crc_pack(_crc32(body)))
     return frame + DELIMITER
 
 
