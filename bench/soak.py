@@ -22,7 +22,8 @@ Checked:
 - resident memory (RSS) and the store's size at the end of each simulated hour (a
   soak shorter than two hours: after the first and the last procedure); the
   memory goal compares the first and the last figure, the store's growth is
-  stated per simulated hour.
+  stated per simulated hour; the count of live Python objects after each
+  procedure is printed too (RSS also moves with the allocator's high-water mark).
 The full run (24 simulated hours per rate) takes about as long as 24 h / the
 virtual-time speed of bench/virtual.py; `python -m bench` runs a shortened one.
 """
@@ -30,6 +31,7 @@ virtual-time speed of bench/virtual.py; `python -m bench` runs a shortened one.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import sqlite3
@@ -68,6 +70,7 @@ DEVICE_FAULTS = [
 
 
 def _rss_bytes() -> int:
+    gc.collect()  # the previous procedure's objects (and this bench's frame sets) gone first
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE")
 
@@ -159,6 +162,8 @@ def soak(ber: float, hours: float, db_dir: str) -> dict[str, Any]:
         procs: list[dict[str, Any]] = []
         #: (device s so far, RSS, store bytes) after each procedure.
         by_procedure: list[tuple[float, int, int]] = []
+        #: Python objects alive after each procedure (a leak shows here before in RSS).
+        objects: list[int] = []
         start = time.perf_counter()
         while total_s < hours * 3600.0:
             r = one_procedure(index, ber, db, counts)
@@ -166,6 +171,7 @@ def soak(ber: float, hours: float, db_dir: str) -> dict[str, Any]:
             total_s += r["device_s"]
             index += 1
             by_procedure.append((total_s, _rss_bytes(), _db_bytes(db)))
+            objects.append(len(gc.get_objects()))
             if total_s >= (hour + 1) * 3600.0:
                 hour = int(total_s // 3600.0)
                 rss.append(by_procedure[-1][1])
@@ -187,6 +193,7 @@ def soak(ber: float, hours: float, db_dir: str) -> dict[str, Any]:
         "link_degraded": counts.alarms.get("ALM_LINK_DEGRADED", 0),
         "alarms": counts.alarms,
         "rss_mb": [x / 2**20 for x in rss],
+        "objects": (objects[0], objects[-1]),
         "store_mb": [x / 2**20 for x in store],
     }
 
@@ -207,7 +214,8 @@ def goals(results: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
                 f"{r['fault_free_completed']}/{r['fault_free']}, corrupt accepted "
                 f"{r['corrupt_accepted']}, invariant breaks {r['invariant_breaks']}, "
                 f"LINK_DEGRADED {r['link_degraded']}, RSS {r['rss_mb'][0]:.0f}->"
-                f"{r['rss_mb'][-1]:.0f} MB ({100 * growth:+.1f} %), store {per_h:.1f} MB/h",
+                f"{r['rss_mb'][-1]:.0f} MB ({100 * growth:+.1f} %), objects {r['objects'][0]}->"
+                f"{r['objects'][1]}, store {per_h:.1f} MB/h",
                 ok,
             )
         )
