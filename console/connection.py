@@ -32,6 +32,7 @@ from drivers.link import (
     DeviceReset,
     Identified,
     Link,
+    LinkEvent,
     LinkLost,
     LinkParams,
     LinkRestored,
@@ -91,6 +92,26 @@ class DeviceWasReset(NamedTuple):
     reason: str
 
 
+class FastTrip(NamedTuple):
+    """A de-energising decision the fast path took on a CRC-checked frame (DESIGN.md).
+
+    Its safe state is already on the wire. The full path normally takes the same
+    decision on the same sample and records it as usual; when it does not (the
+    sample failed validation, say), the loop hands this notice to the controller
+    at the end of the turn, so the decision stands and is recorded all the same.
+    """
+
+    alarm: str
+    value: float
+    limit: float
+    device_ms: int
+    first_over_device_ms: int | None
+
+
+#: The fast path's rule: judges a chunk's CRC-checked telemetry frames, in order, in raw counts.
+FastRule = Callable[[list[Telemetry]], FastTrip | None]
+
+
 Notice = (
     DeviceIdentified
     | SafeStateCommanded
@@ -99,6 +120,7 @@ Notice = (
     | LinkDown
     | LinkUp
     | DeviceWasReset
+    | FastTrip
     | Acked
     | Nacked
     | CommandFailed
@@ -138,6 +160,10 @@ class Connection:
         self._previous: Identity | None = None
         self._reset_seen = False
         self.last: Snapshot | None = None
+        #: The fast path (DESIGN.md): set by the controller, which owns the interlocks.
+        self.fast_rule: FastRule | None = None
+        #: A fast-path safe state written in this turn and not yet taken up by the full path.
+        self.urgent: FastTrip | None = None
 
     # --- starting and commands ----------------------------------------------------------
 
@@ -157,8 +183,11 @@ class Connection:
 
     def send(self, command: Message, now: float) -> bytes:
         """Bytes for one command. Energising ones only when `may_energise` (SR-01, SR-18)."""
-        if is_energising(command) and not self.may_energise:
-            why = "refused device" if self.refusals else "connection not ready"
+        if is_energising(command) and (not self.may_energise or self.urgent is not None):
+            if self.urgent is not None:
+                why = f"the safe state for {self.urgent.alarm} was commanded in this step"
+            else:
+                why = "refused device" if self.refusals else "connection not ready"
             raise NotReadyError(f"{type(command).__name__} not sent: {why}")
         return self.link.send(command, now)[1]
 
@@ -168,6 +197,10 @@ class Connection:
         An emergency stop goes as the protocol's `ESTOP` (the same actions, reported by
         the device as an emergency stop); every other reason as `SAFE_STATE`.
         """
+        if self.urgent is not None and alarm != "ALM_ESTOP":
+            # The fast path already wrote this safe state in this turn: recorded, not resent.
+            self.urgent = None
+            return b"", SafeStateCommanded(reason, alarm)
         message: Message = self.valves.safe_state()
         if alarm == "ALM_ESTOP":
             message = EmergencyStop()
@@ -178,7 +211,34 @@ class Connection:
 
     def feed(self, data: bytes, now: float) -> tuple[list[Snapshot], list[Notice], bytes]:
         """Bytes from the device -> snapshots, notices, and bytes to write at once."""
+        events, urgent = self.receive(data, now)
+        snaps, notices, out = self.digest(events, now)
+        return snaps, notices, urgent + out
+
+    def receive(self, data: bytes, now: float) -> tuple[list[LinkEvent], bytes]:
+        """The fast path: CRC-checked frames, and the safe state if the fast rule trips.
+
+        The bytes returned are to be written before anything else is done with the
+        frames (`digest`): the decision needs only the raw counts and the calibration
+        of the one sensor its rule reads, no validation, no logging, no store.
+        """
         events = self.link.receive(data, now)
+        rule = self.fast_rule
+        if rule is None or self.urgent is not None or not events or self.link.state != "open":
+            return events, b""
+        telemetry = [e for e in events if type(e) is Telemetry]
+        if not telemetry:
+            return events, b""
+        trip = rule(telemetry)
+        if trip is None:
+            return events, b""
+        self.urgent = trip
+        return events, self.link.send(self.valves.safe_state(), now)[1]
+
+    def digest(
+        self, events: list[LinkEvent], now: float
+    ) -> tuple[list[Snapshot], list[Notice], bytes]:
+        """The link's events -> validated snapshots, notices, and bytes to write at once."""
         snaps: list[Snapshot] = []
         notices: list[Notice] = []
         out = b""

@@ -12,6 +12,7 @@ runner's business.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from console.actions import validate_action
@@ -21,6 +22,7 @@ from console.connection import (
     Connection,
     DeviceIdentified,
     DeviceWasReset,
+    FastTrip,
     LinkDown,
     LinkUp,
     Notice,
@@ -106,6 +108,10 @@ class Controller:
         self._stim_on = False
         self.interlocks = Interlocks(
             config.interlocks, config.gas_profile, config.stimulation.lead_max_ohm
+        )
+        # The fast path (DESIGN.md): SR-07's trip on the CRC-checked frame, before validation.
+        connection.fast_rule = partial(
+            self.interlocks.exhaust_fast_trip, connection.snapshots.exhaust
         )
         self._open_ms: int | None = None  # first reported supply open of the current freeze
         self._valve_fault = False
@@ -340,6 +346,20 @@ class Controller:
         self.now = max(self.now, t)
         proc = self.procedure
         proc.t = max(proc.t, self.now)  # a stop here starts its thaw now, not at the last sample
+        if isinstance(notice, FastTrip):
+            # The fast path's safe state is on the wire and the full path did not take the
+            # same decision (the sample failed validation): it stands, recorded here.
+            self.interlocks.taken(notice.alarm)
+            self._apply(
+                Decision(
+                    notice.alarm,
+                    notice.value,
+                    notice.limit,
+                    notice.device_ms,
+                    notice.first_over_device_ms,
+                )
+            )
+            return
         if isinstance(notice, DeviceIdentified):
             i = notice.identity
             self.emit(

@@ -20,9 +20,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from console.config import GasProfile, InterlockLimits
-from drivers.pressure import PressureFlag
+from console.connection import FastTrip
+from drivers.pressure import PressureFlag, PressureSensor
 from drivers.snapshot import Snapshot
 from drivers.thermistor import TipFlag
+from protocols import Telemetry
 
 _PRESSURE_BAD = int(PressureFlag.RAIL_LOW | PressureFlag.RAIL_HIGH | PressureFlag.OUT_OF_RANGE)
 
@@ -155,6 +157,43 @@ class Interlocks:
             self._sr07_exhaust(s, out)
         self._sr15_sr16_stimulation(s, out)
         return out
+
+    def exhaust_fast_trip(self, sensor: PressureSensor, frames: list[Telemetry]) -> FastTrip | None:
+        """SR-07's trip judged on raw telemetry, before validation (DESIGN.md, the fast path).
+
+        The same rule as `_sr07_exhaust` on the same samples: the exhaust channel's
+        calibration and plausibility, the rule suspended while SR-32 holds the sensor
+        failed, above the limit for the hold time and at least two samples. It reads
+        the rule's history and changes nothing: the full path still judges every
+        sample and takes the same decision on the same sample, so the record is the
+        one it always was; only the close command goes out sooner.
+        """
+        if self.exhaust_failed or "ALM_EXHAUST_OVERPRESSURE" in self._tripped:
+            return None
+        hold = self._exhaust_over
+        since, count = hold.since, hold.count
+        limit, hold_ms = self.gas.exhaust_over_psi, self._exhaust_over_ms
+        judge = sensor.judge
+        for t in frames:  # the frames before the deciding one move the history, as they will
+            psi, flags = judge(t.exhaust_counts)
+            if flags:
+                continue  # the rule skips an implausible sample (SR-32 judges it)
+            if psi > limit:
+                ms = t.device_ms
+                if since is None:
+                    since, count = ms, 0
+                count += 1
+                if count >= 2 and ms - since >= hold_ms - 1e-9:
+                    return FastTrip(
+                        "ALM_EXHAUST_OVERPRESSURE", round(psi, 2), limit, ms, int(since)
+                    )
+            else:
+                since, count = None, 0
+        return None
+
+    def taken(self, alarm: str) -> None:
+        """A decision taken outside `evaluate` (the fast path): not decided again."""
+        self._tripped.add(alarm)
 
     def _sr32_pressure_sensors(self, s: Snapshot, out: list[Decision | Clear]) -> None:
         """SR-32: a pressure channel at a rail or outside its plausible range for 30 ms;

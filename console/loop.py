@@ -41,7 +41,10 @@ class Loop:
     def turn(self, data: bytes, now: float) -> int:
         """Handle the bytes read at `now`; return how many snapshots they carried."""
         conn = self.connection
-        snaps, notices, out = conn.feed(data, now)
+        events, urgent = conn.receive(data, now)
+        if urgent:
+            self.write(urgent)  # the fast path's safe state: before validation, logs, store
+        snaps, notices, out = conn.digest(events, now)
         self.write(out)  # the connection's decisions first
         on_snapshot, on_notice = self.on_snapshot, self.on_notice
         if on_snapshot is not None:
@@ -52,6 +55,13 @@ class Loop:
             for notice in notices:
                 on_notice(notice, now)
                 self.settle()
+        trip = conn.urgent
+        if trip is not None:
+            # The full path did not take the fast path's decision up: it stands.
+            if on_notice is not None:
+                on_notice(trip, now)
+                self.settle()
+            conn.urgent = None
         out, more = conn.poll(now)
         self.write(out)
         if on_notice is not None:

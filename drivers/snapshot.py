@@ -8,12 +8,13 @@ work on snapshots, never on raw counts.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from drivers.pressure import PressureSensor, exhaust_sensor, supply_sensor
 from drivers.thermistor import Thermistor
 from protocols import StimFlags, Telemetry, ValveBits
-from protocols.frontend import STIM_MA_PER_COUNT, lead_counts_to_ohm
+from protocols.frontend import LEAD_OHM_PER_COUNT, LEAD_OPEN, STIM_MA_PER_COUNT
 
 _SUPPLY = int(ValveBits.SUPPLY_OPEN)
 _INLET = int(ValveBits.INLET_OPEN)
@@ -42,6 +43,9 @@ class Snapshot(NamedTuple):
     fault_flags: int  # protocols.FaultFlags
 
 
+_new_tuple = tuple.__new__
+
+
 class Snapshots:
     """Converts telemetry into snapshots with one probe's thermistor and the calibrated sensors."""
 
@@ -62,21 +66,26 @@ class Snapshots:
         supply_psi, supply_flags = self.supply.judge(t.supply_counts)
         exhaust_psi, exhaust_flags = self.exhaust.judge(t.exhaust_counts)
         valves = t.valves
-        return Snapshot(
-            t_s,
-            t.device_ms,
-            tip_c,
-            tip_flags,
-            supply_psi,
-            supply_flags,
-            exhaust_psi,
-            exhaust_flags,
-            bool(valves & _SUPPLY),
-            bool(valves & _INLET),
-            bool(valves & _VENT),
-            bool(t.stim_flags & _STIM_ON),
-            t.stim_measured_10ua * STIM_MA_PER_COUNT,
-            lead_counts_to_ohm(t.lead_impedance_10ohm),
-            t.status_flags,
-            t.fault_flags,
+        lead = t.lead_impedance_10ohm
+        # tuple.__new__: what Snapshot(...) calls, without the generated __new__'s frame.
+        return _new_tuple(
+            Snapshot,
+            (
+                t_s,
+                t.device_ms,
+                tip_c,
+                tip_flags,
+                supply_psi,
+                supply_flags,
+                exhaust_psi,
+                exhaust_flags,
+                bool(valves & _SUPPLY),
+                bool(valves & _INLET),
+                bool(valves & _VENT),
+                bool(t.stim_flags & _STIM_ON),
+                t.stim_measured_10ua * STIM_MA_PER_COUNT,
+                math.inf if lead >= LEAD_OPEN else lead * LEAD_OHM_PER_COUNT,
+                t.status_flags,
+                t.fault_flags,
+            ),
         )

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from cobs import cobs
 
@@ -81,43 +82,77 @@ class Frame(NamedTuple):
     message: Message
 
 
+#: Message class -> (type, payload size, one struct for header and payload), for every
+#: message whose payload is its fields as they are (not Identity, whose text is converted):
+#: one pack call per frame. "<" has no padding, so the bytes are those of the two packs.
+_FRAMERS: dict[type, tuple[int, int, struct.Struct]] = {
+    cls: (lay.msg_type, lay.struct.size, struct.Struct(HEADER.format + lay.struct.format[1:]))
+    for cls, lay in LAYOUT_BY_CLASS.items()
+    if lay.struct.format.startswith("<") and cls.__name__ != "Identity"
+}
+_crc_pack = CRC.pack
+_cobs_encode = cobs.encode
+
+
 def encode(message: Message, seq: int, nonce: int, version: int = PROTOCOL_VERSION) -> bytes:
     """Encode `message` into one complete wire frame, trailing delimiter included."""
-    layout = LAYOUT_BY_CLASS.get(type(message))
-    if layout is None:
-        raise EncodeError(f"{type(message).__name__} is not a protocol message")
+    framer = _FRAMERS.get(type(message))
     try:
-        payload = layout.pack(message)
-        body = HEADER.pack(version, layout.msg_type, seq, nonce, len(payload)) + payload
+        if framer is not None:
+            msg_type, size, packer = framer
+            body = packer.pack(version, msg_type, seq, nonce, size, *message)
+        else:
+            layout = LAYOUT_BY_CLASS.get(type(message))
+            if layout is None:
+                raise EncodeError(f"{type(message).__name__} is not a protocol message")
+            payload = layout.pack(message)
+            body = HEADER.pack(version, layout.msg_type, seq, nonce, len(payload)) + payload
     except struct.error as exc:
         raise EncodeError(f"{type(message).__name__} {message!r}: {exc}") from exc
-    frame: bytes = cobs.encode(body + CRC.pack(zlib.crc32(body)))
+    frame: bytes = _cobs_encode(body + _crc_pack(_crc32(body)))
     return frame + DELIMITER
 
 
+#: msg_type -> (payload size, unpack_from, the message class): one lookup per frame.
+_DECODERS: dict[int, tuple[int, Callable[[bytes, int], tuple[Any, ...]], type[Any]]] = {
+    t: (lay.struct.size, lay.unpack, lay.cls) for t, lay in LAYOUTS.items()
+}
+_new_tuple = tuple.__new__
+_cobs_decode = cobs.decode
+_CobsError = cobs.DecodeError
+_crc32 = zlib.crc32
+_OVERHEAD = HEADER_SIZE + CRC_SIZE
+
+
 def _decode_body(raw: bytes) -> Frame | str:
-    """Decode one COBS-encoded frame (delimiter stripped) into a Frame, or an error kind."""
+    """Decode one COBS-encoded frame (delimiter stripped) into a Frame, or an error kind.
+
+    On every received frame: the typed values are built with `tuple.__new__`
+    (what a NamedTuple's own constructor calls, without its Python-level frame).
+    """
     try:
-        body: bytes = cobs.decode(raw)
-    except cobs.DecodeError:
+        body: bytes = _cobs_decode(raw)
+    except _CobsError:
         return "cobs"
     size = len(body)
-    if size < HEADER_SIZE + CRC_SIZE:
+    if size < _OVERHEAD:
         return "short"
     # CRC over header, payload and the appended little-endian CRC leaves a constant residue.
-    if zlib.crc32(body) != CRC_RESIDUE:
+    if _crc32(body) != CRC_RESIDUE:
         return "crc"
     version, msg_type, seq, nonce, length = _unpack_header(body)
-    if length != size - HEADER_SIZE - CRC_SIZE:
+    if length != size - _OVERHEAD:
         return "length"
     if version != PROTOCOL_VERSION and msg_type not in VERSION_INDEPENDENT_TYPES:
         return "version"
-    layout = LAYOUTS.get(msg_type)
-    if layout is None:
+    decoder = _DECODERS.get(msg_type)
+    if decoder is None:
         return "unknown_type"
-    if length != layout.struct.size:
+    payload_size, unpack, cls = decoder
+    if length != payload_size:
         return "payload"
-    return Frame(version, msg_type, seq, nonce, layout.cls._make(layout.unpack(body, HEADER_SIZE)))
+    message = _new_tuple(cls, unpack(body, HEADER_SIZE))
+    return _new_tuple(Frame, (version, msg_type, seq, nonce, message))
 
 
 def decode_frame(raw: bytes) -> Frame:
@@ -216,11 +251,20 @@ class StreamDecoder:
                 if self.keep_rejects and result in _HEADER_VALID_KINDS:
                     self.rejects.append((result, Header._make(_unpack_header(cobs.decode(raw)))))
                 continue
-            if self.expected_nonce is not None:
-                refused = self._session_check(result)
-                if refused is not None:
-                    errors[refused] += 1
-                    continue
+            expected = self.expected_nonce
+            if expected is not None:
+                # _session_check, inlined: it runs on every frame of a session.
+                if result.nonce != expected:
+                    if result.msg_type not in VERSION_INDEPENDENT_TYPES:
+                        errors["nonce"] += 1
+                        continue
+                else:
+                    step = (result.seq - (self.last_seq or 0)) % SEQ_MODULUS
+                    if step == 0 or step >= SEQ_MODULUS // 2:
+                        errors["duplicate"] += 1
+                        continue
+                    self.lost += step - 1
+                    self.last_seq = result.seq
             self.good += 1
             frames.append(result)
         self._buf = b""

@@ -21,7 +21,7 @@ top. `docs/protocol.md`, "Sensor front end", is the normative text.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ADC_MAX = 0xFFFF
 RAIL_LOW_MAX = 63
@@ -74,7 +74,10 @@ class ThermistorFrontEnd:
         return clamp_counts(ADC_MAX * ohm / (ohm + self.r_ref_ohm))
 
     def counts_to_c(self, counts: int) -> float:
-        return self.ohm_to_c(self.counts_to_ohm(counts))
+        # counts_to_ohm then ohm_to_c, inlined (every sample): the same operations in the
+        # same order, so the same float.
+        ohm = self.r_ref_ohm * counts / (ADC_MAX - counts)
+        return 1.0 / (1.0 / T25_K + math.log(ohm / self.r25_ohm) / self.b_k) - KELVIN
 
     def c_to_counts(self, tip_c: float) -> int:
         return self.ohm_to_counts(self.c_to_ohm(tip_c))
@@ -87,16 +90,23 @@ class PressureChannel:
     span_psig: float
     zero_counts: int = 6554  # 10 % of full scale
     full_counts: int = 58982  # 90 % of full scale
+    #: span / (full - zero), computed once: both directions run on every sample.
+    psig_per_count: float = field(init=False, repr=False, compare=False)
 
-    @property
-    def psig_per_count(self) -> float:
-        return self.span_psig / (self.full_counts - self.zero_counts)
+    def __post_init__(self) -> None:
+        scale = self.span_psig / (self.full_counts - self.zero_counts)
+        object.__setattr__(self, "psig_per_count", scale)
 
     def counts_to_psig(self, counts: int) -> float:
         return (counts - self.zero_counts) * self.psig_per_count
 
     def psig_to_counts(self, psig: float) -> int:
-        return clamp_counts(self.zero_counts + psig / self.psig_per_count)
+        value = self.zero_counts + psig / self.psig_per_count
+        if value <= 0:
+            return 0
+        if value >= ADC_MAX:
+            return ADC_MAX
+        return round(value)
 
 
 DEFAULT_THERMISTOR = ThermistorFrontEnd()

@@ -429,15 +429,17 @@ class Firmware:
         p = self.physics
         faults = 0
         limit = self.params.valve_feedback_s
-        for i, name in enumerate(VALVES):
-            if p.valve_reported_open(name) != p.valve_commanded_open(name):
-                since = self._mismatch_since[i]
+        states = p.valve_states()  # (reported, commanded) in VALVES order
+        mismatch_since = self._mismatch_since
+        for i in range(3):
+            if states[2 * i] != states[2 * i + 1]:
+                since = mismatch_since[i]
                 if since is None:
-                    self._mismatch_since[i] = now
+                    mismatch_since[i] = now
                 elif now - since >= limit:
                     faults |= _VALVE_FEEDBACK
-            else:
-                self._mismatch_since[i] = None
+            elif mismatch_since[i] is not None:
+                mismatch_since[i] = None
         if p.stim_on != self._stim_target:
             if self._stim_mismatch_since is None:
                 self._stim_mismatch_since = now
@@ -459,10 +461,11 @@ class Firmware:
         p = self.physics
         tip, supply, exhaust = self.sensors.read(now, p.tip_c, p.supply_psi, p.exhaust_psi)
         valves = 0
-        for i, name in enumerate(VALVES):
-            if p.valve_reported_open(name):
+        states = p.valve_states()  # (reported, commanded) in VALVES order
+        for i in range(3):
+            if states[2 * i]:
                 valves |= _REPORTED_BITS[i]
-            if p.valve_commanded_open(name):
+            if states[2 * i + 1]:
                 valves |= _TARGET_BITS[i]
         stim = (_OUTPUT_ON if p.stim_on else 0) | (_TARGET_ON if self._stim_target else 0)
         lead = p.lead_impedance_ohm

@@ -744,6 +744,15 @@ class Physics:
     def valve_commanded_open(self, name: ValveName) -> bool:
         return self._valve(name).commanded
 
+    def valve_states(self) -> tuple[bool, bool, bool, bool, bool, bool]:
+        """(reported, commanded) of supply, inlet and vent, in that order, in one call.
+
+        The firmware reads all three every telemetry period; one call instead of six
+        name lookups is a measurable share of the virtual-time budget.
+        """
+        s, i, v = self._supply_valve, self._inlet, self._vent
+        return (s.reported, s.commanded, i.reported, i.commanded, v.reported, v.commanded)
+
     @property
     def inlet_open(self) -> bool:
         """Reported (limit-switch) state of the inlet valve."""
