@@ -18,6 +18,8 @@ CLOCK_OWNERS = {
     "console/view.py",
     "console/simulate_cmd.py",
     "console/run_cmd.py",
+    "console/serve_cmd.py",
+    "console/apiserver.py",  # the API socket's shell: per-client timing on the runtime's clock
     "console/bench_cmds.py",
     "console/portlock.py",
     "console/qa_cmd.py",
