@@ -461,6 +461,8 @@ def _on_device(
     code: int | None = None
     try:
         recovery = recover(db_path, port=key, by_session=session_id, now_ts=utc_now())
+        if recovery.start_locked:
+            recorder.inherit_lock()
         start = runtime.now()
         collector = Collector()
         stream = EventStream(lambda: runtime.now() - start, wall_clock=wall_clock)

@@ -53,13 +53,15 @@ RETRY_S = 1.0
 def canonical(record: Mapping[str, Any]) -> bytes:
     """The canonical form of `interfaces.md`; Python's `json` writes floats by `repr`.
 
-    NaN and infinity (JSON has neither) are written as null, as in the events file.
+    NaN and infinity (JSON has neither) are written as null, as in the events file; a
+    string that is not text (a lone surrogate) is written with a backslash escape, so that
+    no content can stop the record.
     """
     try:
         text = _CANONICAL.encode(record)
     except ValueError:
         text = _CANONICAL.encode(json_safe(dict(record)))
-    return text.encode("utf-8")
+    return text.encode("utf-8", "backslashreplace")
 
 
 _CANONICAL = json.JSONEncoder(
@@ -237,6 +239,11 @@ class Recorder:
             (len(rows), head, self.heartbeats(), int(self._supply_opened), int(self._locked), sid),
         )
 
+    def inherit_lock(self) -> None:
+        """This session starts locked (SR-22): until a release is recorded, it ends locked
+        too, however early it ends, so that the next start is locked again."""
+        self._locked = True
+
     def close(self, exit_code: int | None) -> bool:
         """The last commit and the session row's end; the lock goes. True if all is stored.
 
@@ -401,11 +408,13 @@ def recover(db_path: Path, *, port: str | None, by_session: str, now_ts: str) ->
                 lock.release(remove=True)
         if port is not None and not why:
             last = db.execute(
-                "SELECT session_id, exit_code FROM sessions WHERE port = ? AND session_id != ? "
-                "AND finished_ts IS NOT NULL ORDER BY rowid DESC LIMIT 1",
+                "SELECT session_id, exit_code, locked FROM sessions WHERE port = ? "
+                "AND session_id != ? AND finished_ts IS NOT NULL ORDER BY rowid DESC LIMIT 1",
                 (port, by_session),
             ).fetchone()
-            if last is not None and last[1] == 5:
+            # Exit 5, or locked at its end whatever its exit (an error path, a start that
+            # inherited the lock and ended before the device answered).
+            if last is not None and (last[1] == 5 or last[2]):
                 why = f"session {last[0]} ended with the probe still locked"
     except sqlite3.Error as exc:
         raise StoreError(f"cannot recover unfinished sessions in {db_path}: {exc}") from exc

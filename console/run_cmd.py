@@ -206,6 +206,8 @@ def _run(
         code: int | None = None
         try:
             recovery = recover(db_path, port=port, by_session=recorder.session_id, now_ts=utc_now())
+            if recovery.start_locked:
+                recorder.inherit_lock()
             code = _procedure(
                 args, config, checklist, events_file, runtime, registry, recorder, recovery
             )

@@ -70,6 +70,8 @@ def test_canonical_form_and_chain() -> None:
     import hashlib
 
     assert chain(GENESIS, body) == hashlib.sha256(bytes(32) + body).digest()
+    # A string that is not text (a lone surrogate, e.g. from a client) cannot stop a record.
+    assert canonical({"a": "x\ud800"}) == b'{"a":"x\\ud800"}'
 
 
 def test_decisions_are_committed_before_the_next_input(tmp_path: Path) -> None:
@@ -212,6 +214,25 @@ def test_a_port_whose_last_session_ended_locked_starts_locked(tmp_path: Path) ->
     assert r.close(5)
     assert recover(db_path, port="/dev/ttyX", by_session="f" * 32, now_ts="n").start_locked
     assert not recover(db_path, port="/dev/ttyZ", by_session="f" * 32, now_ts="n").start_locked
+
+
+@pytest.mark.parametrize("exit_code", [None, 1, 3])
+def test_a_session_that_ended_locked_locks_the_next_start_whatever_its_exit(
+    tmp_path: Path, exit_code: int | None
+) -> None:
+    """SR-22: locked at its end (an error path exits without 5; a locked start that ended
+    before the device answered) is enough: the next start on the port is locked again."""
+    db_path = tmp_path / "s.sqlite3"
+    died = Recorder(db_path, "e44" * 10 + "00", command="serve", port="/dev/ttyX", simulated=False)
+    died({"event": "withdraw_safe", "t_s": 1.0, "ts": "t", "seq": 1, "safe": False})
+    assert died.close(exit_code)
+    first = recover(db_path, port="/dev/ttyX", by_session="f" * 32, now_ts="n")
+    assert first.start_locked
+    # The next start inherits the lock and ends before any release: still locked after it.
+    heir = Recorder(db_path, "f" * 32, command="serve", port="/dev/ttyX", simulated=False)
+    heir.inherit_lock()
+    assert heir.close(exit_code)
+    assert recover(db_path, port="/dev/ttyX", by_session="a" * 32, now_ts="n").start_locked
 
 
 def test_a_session_lock_is_exclusive(tmp_path: Path) -> None:
