@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from console.actions import ACTIONS, PARAMS, NoParams
 from console.alarms import ALARMS
 from console.controller import Controller
+from console.procedure import RUNNING
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -169,6 +170,22 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON value (SR-30)")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of the range of a finite number (SR-30)")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
 def _id_of(obj: object) -> int | str | None:
     if isinstance(obj, dict):
         rid = obj.get("id")
@@ -182,8 +199,15 @@ def parse(line: bytes) -> tuple[Request | None, int | str | None, ApiError | Non
     if len(line) > MAX_LINE:
         return None, None, ApiError(INVALID_REQUEST, f"a message is at most {MAX_LINE} bytes")
     try:
-        obj = json.loads(line.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+        obj = json.loads(
+            line.decode("utf-8"),
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
+        # Strings must be text: "\ud800" (a lone surrogate) is valid JSON but not Unicode.
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, ValueError) as exc:
         return None, None, ApiError(PARSE_ERROR, f"parse error: {exc}")
     except RecursionError:
         return None, None, ApiError(PARSE_ERROR, "parse error: nested too deeply")
@@ -330,15 +354,27 @@ class Api:
                 result = self._dispatch(request, caller)
             except ApiError as exc:
                 error = exc
-            except Exception as exc:  # a request must never end the daemon
+            except Exception as exc:  # a request must never end the daemon, nor leave it unsafe
                 error = ApiError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
                 self.emit("api_internal_error", {"method": method, "error": repr(exc)[:500]})
+                self._fail_safe()
             else:
                 if method not in ("status",):
                     self._record(caller, method, rid, None, result.get("reason", ""))
                 return {"jsonrpc": "2.0", "id": rid, "result": result}
         self._record(caller, method, rid, error, error.message)
         return {"jsonrpc": "2.0", "id": rid, "error": error.error()}
+
+    def _fail_safe(self) -> None:
+        """After a fault half-way through an action: a running procedure ends (its locked
+        thaw follows, as after an abort) and the safe state is commanded, whatever the
+        action had already done (DESIGN.md: fail safe). If this fails too, the exception
+        ends the daemon, whose exit path commands the safe state (SR-01)."""
+        proc = self.controller.procedure
+        if proc.state in RUNNING:
+            proc.end_now("api_internal_error")
+        else:
+            self.controller.safe_state("api_internal_error", None)
 
     def _record(
         self,

@@ -60,14 +60,27 @@ def ensure_free(path: Path) -> None:
     if not stat.S_ISSOCK(os.lstat(path).st_mode):
         raise SocketInUseError(f"{path} exists and is not a socket")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)  # a live daemon with a full backlog must not hang the start
     try:
         probe.connect(str(path))
-    except OSError:
-        path.unlink()  # a stale socket of an instance that is gone
+    except ConnectionRefusedError:
+        path.unlink()  # a stale socket of an instance that is gone: nobody accepts on it
+    except OSError as exc:  # EACCES, a timeout...: not provably stale, never removed
+        raise SocketInUseError(f"cannot tell whether {path} is in use: {exc}") from None
     else:
         raise SocketInUseError(f"another process listens on {path}: stop it or give --socket PATH")
     finally:
         probe.close()
+
+
+def check_directory(directory: Path) -> None:
+    """The socket's folder must be ours (or root's) and writable by nobody else: in a shared
+    folder such as /tmp another user could have made it first and swap the socket for theirs."""
+    st = os.stat(directory)
+    if st.st_uid not in (os.getuid(), 0):
+        raise SocketInUseError(f"{directory} belongs to uid {st.st_uid}, not to this user")
+    if st.st_mode & stat.S_IWOTH:
+        raise SocketInUseError(f"{directory} is writable by everybody: chmod o-w it")
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -91,6 +104,8 @@ class Client:
         self.dropped_telemetry = 0
         self.sent = 0
         self.closing: str | None = None  # why, once it is to be closed
+        self.eof = False  # the caller sent its last byte; its last lines are still served
+        self.mute = False  # its end no longer takes our bytes; what it sent is still served
         self.want_write = False
 
     def enqueue(self, line: bytes, *, telemetry: bool = False) -> bool:
@@ -172,6 +187,7 @@ class ApiServer:
     @staticmethod
     def _listen(path: Path) -> socket.socket:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o770)
+        check_directory(path.parent)
         ensure_free(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o117)  # created 0660 from the start: no window with a wider mode
@@ -220,8 +236,13 @@ class ApiServer:
                 self._read(client)
             if events & selectors.EVENT_WRITE and client.closing is None:
                 self._flush(client)
-        for client in [c for c in self.clients.values() if c.closing is not None]:
-            self._close(client, client.closing or "closed")
+        done = [
+            c
+            for c in self.clients.values()
+            if c.closing is not None or (c.eof and c not in self._pending)
+        ]
+        for client in done:
+            self._close(client, client.closing or "disconnected")
 
     def _accept(self) -> None:
         for _ in range(8):
@@ -232,8 +253,13 @@ class ApiServer:
             except OSError as exc:  # EMFILE and the like: the loop goes on
                 self.emit("api_accept_failed", {"reason": os.strerror(exc.errno or errno.EIO)})
                 return
-            sock.setblocking(False)
-            pid, uid, gid = peer_credentials(sock)
+            try:
+                sock.setblocking(False)
+                pid, uid, gid = peer_credentials(sock)
+            except OSError as exc:
+                sock.close()
+                self.emit("api_accept_failed", {"reason": os.strerror(exc.errno or errno.EIO)})
+                continue
             if uid not in self.allowed:  # SR-29: the kernel's word, checked before any request
                 self.emit("api_client_refused", {"uid": uid, "pid": pid, "reason": "uid"})
                 _goodbye(sock, CALLER_NOT_ALLOWED, f"uid {uid} is not allowed (SR-29)")
@@ -245,11 +271,18 @@ class ApiServer:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
             client = Client(sock, Caller(uid=uid, pid=pid, gid=gid), self.queue_messages)
+            try:
+                self.selector.register(sock, selectors.EVENT_READ, client)
+            except (OSError, ValueError) as exc:
+                sock.close()
+                self.emit("api_accept_failed", {"reason": str(exc)})
+                continue
             self.clients[sock.fileno()] = client
-            self.selector.register(sock, selectors.EVENT_READ, client)
             self.emit("api_client_connected", {"uid": uid, "pid": pid})
 
     def _read(self, client: Client) -> None:
+        if client.eof:
+            return  # its last lines wait for their turn; it is closed once they are served
         if len(client.inbuf) > 2 * MAX_LINE:
             return  # lines still waiting for their turn: the kernel holds the rest (back-pressure)
         try:
@@ -260,7 +293,12 @@ class ApiServer:
             client.closing = "reset"
             return
         if not data:
-            client.closing = "disconnected"
+            # Whatever it sent before it went is served and recorded (SR-29), a last line
+            # without its newline too; nobody may read the answers.
+            client.eof = True
+            if client.inbuf and not client.inbuf.endswith(b"\n"):
+                client.inbuf += b"\n"
+            self._lines(client)
             return
         client.inbuf += data
         self._lines(client)
@@ -290,6 +328,8 @@ class ApiServer:
             client.closing = "message_too_long"
 
     def _respond(self, client: Client, response: dict[str, Any]) -> None:
+        if client.mute:
+            return
         line = (json.dumps(response, separators=(",", ":"), allow_nan=False) + "\n").encode()
         if not client.enqueue(line):
             client.closing = "too_slow"
@@ -300,7 +340,12 @@ class ApiServer:
         try:
             waiting = client.flush()
         except OSError:
-            client.closing = "reset"
+            # Gone, or no longer reading: its answers are dropped, but whatever it sent before
+            # is still read, served and recorded; it is closed at its end of input.
+            client.mute = True
+            client.out.clear()
+            client.sending = b""
+            client.telemetry_queued = 0
             return
         want = selectors.EVENT_READ | (selectors.EVENT_WRITE if waiting else 0)
         if client.want_write != waiting:
@@ -332,7 +377,11 @@ class ApiServer:
 
     def publish(self, event: dict[str, Any]) -> None:
         """An event sink: to every subscriber's queue, never waiting for any of them."""
-        subscribers = [c for c in self.clients.values() if c.caller.subscribed and not c.closing]
+        subscribers = [
+            c
+            for c in self.clients.values()
+            if c.caller.subscribed and not c.closing and not c.mute
+        ]
         if not subscribers:
             return
         message = {"jsonrpc": "2.0", "method": "event", "params": json_safe(event)}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.actions import ACTIONS
-from console.api import NOT_IN_STATE, REFUSED, ApiError
+from console.api import INTERNAL_ERROR, NOT_IN_STATE, REFUSED, ApiError
 from console.bench_cmds import CommandExit
 from console.client import Client, ConnectError
 from console.view import event_line
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from console.cli import Subparsers
 
 EXIT_ACCEPTED, EXIT_REFUSED, EXIT_INVALID, EXIT_CONNECT = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C before the answer: neither accepted nor refused as far as ctl knows
 
 _HELP = {
     "arm": "start a procedure: the checklist recorded, the leak test when due",
@@ -124,11 +125,20 @@ def ctl(args: argparse.Namespace) -> int:
     except ApiError as exc:
         if args.json:
             print(json.dumps({"code": exc.code, "message": exc.message, "data": exc.data}))
-        kind = "refused" if exc.code in (REFUSED, NOT_IN_STATE) else "invalid request"
+        # -32603: the daemon met a fault on this request and made the device safe: refused.
+        refused = exc.code in (REFUSED, NOT_IN_STATE, INTERNAL_ERROR)
+        kind = "refused" if refused else "invalid request"
         print(f"{name}: {kind} ({exc.code}): {exc.message}", file=sys.stderr)
-        return EXIT_REFUSED if exc.code in (REFUSED, NOT_IN_STATE) else EXIT_INVALID
+        return EXIT_REFUSED if refused else EXIT_INVALID
     except KeyboardInterrupt:
-        return EXIT_ACCEPTED
+        if args.action == "watch":
+            return EXIT_ACCEPTED  # leaving the live view is its normal end
+        print(
+            f"{name}: interrupted before the answer: whether it was taken, "
+            "`probe-console ctl status` tells",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     try:
         if args.json or args.action == "status":
             print(json.dumps(result, indent=None if args.json else 2), flush=True)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from console.api import Api
+from console.api import Api, Caller
 from console.apiserver import ApiServer, SocketInUseError, ensure_free
 from console.bench_cmds import (
     EXIT_DEVICE,
@@ -131,6 +131,8 @@ def _serve(args: argparse.Namespace, config: ConsoleConfig, events_file: EventFi
         code: int | None = None
         try:
             recovery = recover(db_path, port=port, by_session=recorder.session_id, now_ts=utc_now())
+            if recovery.start_locked:
+                recorder.inherit_lock()
             code = _daemon(args, config, events_file, runtime, registry, recorder, recovery)
             return code
         except StoreError as exc:
@@ -217,10 +219,18 @@ def _daemon(
     api = Api(controller, stream, session_id=session_id, session_time=session_time)
     stream.sinks.append(api.on_event)
     socket_path = args.socket or default_socket_path()
+
+    def handle(line: bytes, caller: Caller) -> dict[str, Any]:
+        # Each request's commands written and its record committed before the next
+        # request is taken (SR-22): an estop never waits behind another client's requests.
+        response = api.handle_line(line, caller)
+        runtime.settle()
+        return response
+
     try:
         server = ApiServer(
             socket_path,
-            api.handle_line,
+            handle,
             stream,
             allowed_uids=config.api.allowed_uids,
             max_clients=config.api.max_clients,
@@ -296,8 +306,14 @@ def _session(
     deadline = runtime.now() + args.timeout_s
     while conn.identity is None or conn.safe_verified_ms is None:
         if runtime.stop_signal is not None:
-            finish("aborted", "signal")
-            return EXIT_EARLY
+            # Nothing started; the device, if any, is safe by its own watchdog (SR-02). A
+            # start that inherited a lock (SR-22) ends locked: the next one starts locked.
+            reason = f"signal:{signal.Signals(runtime.stop_signal).name}"
+            if recovery.start_locked:
+                finish("aborted", reason)
+                return EXIT_LOCKED
+            finish("completed", reason)
+            return EXIT_STOPPED
         if runtime.now() >= deadline:
             finish("aborted", "device_unavailable")
             raise CommandExit(
@@ -325,14 +341,15 @@ def _session(
     except TransportError:
         # The port is gone (cable, device-sim stopped): nothing can be commanded; the
         # device's own watchdog makes it safe (SR-02). The record says so.
-        during = proc.state in RUNNING or proc.state in ENDS or proc.state == "complete"
+        during = proc.state in RUNNING or proc.state in ENDS
         if proc.state in RUNNING:
             proc.end_now("transport_lost")
         finish("aborted" if during or proc.locked else "completed", "transport_lost")
         raise
     signum = runtime.stop_signal
     reason = f"signal:{signal.Signals(signum).name}"
-    in_procedure = proc.state in RUNNING or proc.state in ENDS or proc.state == "complete"
+    # `complete` is over (finished, released, waiting for the withdraw): stopping is idle.
+    in_procedure = proc.state in RUNNING or proc.state in ENDS
     if in_procedure:
         proc.end_now(reason)
         runtime.settle()

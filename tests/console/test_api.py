@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +69,10 @@ def test_the_api_page_documents_every_method_and_error() -> None:
         (b'{"jsonrpc":"2.0","id":1,"method":"estop","params":"x"}', INVALID_REQUEST),
         (b'{"jsonrpc":"2.0","id":1,"method":"estop","x":1}', INVALID_REQUEST),
         (b" " * (64 * 1024 + 1), INVALID_REQUEST),
+        # Not text, out of range, ambiguous: refused before anything is recorded (SR-23).
+        (b'{"jsonrpc":"2.0","id":"\\ud800","method":"status"}', PARSE_ERROR),
+        (b'{"jsonrpc":"2.0","id":1,"method":"silence_alarms","params":{"duration_s":1e999}}', PARSE_ERROR),  # noqa: E501
+        (b'{"jsonrpc":"2.0","id":1,"method":"status","method":"estop"}', PARSE_ERROR),
     ],
 )
 def test_bad_messages_are_refused_before_dispatch(line: bytes, code: int) -> None:
@@ -161,24 +167,93 @@ def test_flush_never_blocks() -> None:
 
 
 def test_a_fault_while_handling_a_request_is_answered_and_recorded() -> None:
-    """A bug met by one request is answered -32603 and recorded; the daemon carries on."""
-    from typing import Any
-
+    """A bug met by one request mid-freeze is answered -32603 and recorded; the daemon
+    carries on, fail-safe: the procedure ends into its locked thaw, the safe state commanded."""
     from console.api import INTERNAL_ERROR, Api
+    from tests.console.test_procedure import reach
 
-    class Broken:
-        def act(self, action: str, params: dict[str, Any]) -> tuple[bool, str]:
-            raise RuntimeError("boom")
-
+    rig = reach("freeze_1")
+    rig.run(2.0)
     events: list[tuple[str, dict[str, Any]]] = []
     api = Api(
-        Broken(),  # type: ignore[arg-type]
+        rig.ctl,
         lambda name, fields: events.append((name, fields)),
         session_id="s",
-        session_time=lambda: 0.0,
+        session_time=lambda: rig.runner.now,
     )
+
+    def broken(action: str, params: dict[str, Any]) -> tuple[bool, str]:
+        raise RuntimeError("boom")
+
+    rig.ctl.act = broken  # type: ignore[method-assign]
     answer = api.handle_line(
-        b'{"jsonrpc":"2.0","id":1,"method":"estop"}', Caller(uid=0, pid=1, gid=0)
+        b'{"jsonrpc":"2.0","id":1,"method":"stim_stop"}', Caller(uid=0, pid=1, gid=0)
     )
     assert answer["error"]["code"] == INTERNAL_ERROR and answer["id"] == 1
     assert [name for name, _ in events] == ["api_internal_error", "api_request"]
+    assert rig.state == "aborted" and rig.proc.locked
+    assert rig.of("safe_state_commanded")[-1]["reason"] == "api_internal_error"
+    rig.run(0.5)
+    assert not rig.of("telemetry")[-1]["supply_open"]
+
+
+def _server(tmp_path: Path, seen: list[bytes]) -> Any:
+    from console.apiserver import ApiServer
+
+    def handler(line: bytes, caller: Caller) -> dict[str, Any]:
+        seen.append(line)
+        return {"jsonrpc": "2.0", "id": 1, "result": {"accepted": True, "state": "ready"}}
+
+    return ApiServer(tmp_path / "run" / "api.sock", handler, lambda n, f: None, allowed_uids=[])
+
+
+def test_the_last_lines_of_a_caller_that_went_away_are_served(tmp_path: Path) -> None:
+    """SR-29: what a caller sent before it closed is taken and recorded, a last line
+    without its newline too (`printf '...estop...' | nc -U`); then it is closed."""
+    seen: list[bytes] = []
+    server = _server(tmp_path, seen)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(server.path))
+        sock.sendall(b'{"a":1}\n{"b":2}')
+        sock.close()
+        for _ in range(50):
+            server.poll()
+            if not server.clients and len(seen) == 2:
+                break
+            time.sleep(0.01)
+        assert seen == [b'{"a":1}', b'{"b":2}']
+        assert not server.clients
+    finally:
+        server.close(record=False)
+
+
+def test_a_socket_folder_writable_by_others_is_refused(tmp_path: Path) -> None:
+    """A shared folder (another user could swap the socket) is not used."""
+    from console.apiserver import SocketInUseError
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    folder.chmod(0o777)
+    with pytest.raises(SocketInUseError, match="writable by everybody"):
+        _server(tmp_path, [])
+
+
+def test_a_stale_socket_is_replaced_but_a_live_one_is_not(tmp_path: Path) -> None:
+    from console.apiserver import SocketInUseError, ensure_free
+
+    path = tmp_path / "s.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()  # the file stays, nobody accepts on it
+    ensure_free(path)
+    assert not path.exists()
+    live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    live.bind(str(path))
+    live.listen(1)
+    try:
+        with pytest.raises(SocketInUseError, match="listens"):
+            ensure_free(path)
+        assert path.exists()
+    finally:
+        live.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -414,3 +415,36 @@ def test_a_link_loss_mid_freeze_is_never_resumed(served: Served, sim: Sim) -> No
     assert not [
         e for e in after if e["event"] == "valve_commanded" and e["open"] and e["valve"] == "supply"
     ]
+
+
+def test_a_signal_before_the_device_answers_is_an_idle_stop(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """SR-01 / interfaces.md: SIGTERM while serve still waits for a device that never answers
+    (a pty nobody serves): nothing started, idle and unlocked, exit 0, the reason recorded."""
+    import sqlite3
+    from contextlib import closing
+
+    from tests.console.procs import CONSOLE
+
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [*CONSOLE, "serve", "--port", os.ttyname(slave), "--timeout-s", "60"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        ready, _, _ = select.select([master], [], [], 20)  # the hello: serve is waiting
+        assert ready and os.read(master, 4096)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    with closing(sqlite3.connect(env["PROBE_CONSOLE_DB"])) as db:
+        row = db.execute("SELECT outcome, reason, exit_code FROM sessions").fetchone()
+    assert row == ("completed", "signal:SIGTERM", 0)
