@@ -261,20 +261,37 @@ STATE_WORDS = (
     "the probe is not locked",
 )
 _ALARM = re.compile(r"\bALM_[A-Z_]+\b")
+_FIELD = re.compile(r"^((?:procedure\.)?[a-z_]+) = ")
 
 
-def refusal(action: str, reason: str, state: str) -> ApiError:
-    """The procedure's refusal as -32002 (the state) or -32001 (an interlock, with its SRs)."""
+def refusal(
+    action: str, reason: str, state: str, params: dict[str, Any] | None = None
+) -> ApiError:
+    """The procedure's refusal as -32002 (the state), -32602 (a value the console's limits
+    refuse: `field = value ...`) or -32001 (an interlock, with its SRs)."""
     if any(words in reason for words in STATE_WORDS):
         return ApiError(
             NOT_IN_STATE, reason, StateErrorData(action=action, state=state).model_dump()
         )
-    if reason.startswith("procedure."):  # arm's cycles/freeze_s/thaw_s outside the profile
-        field_name = reason.split(" ", 1)[0].removeprefix("procedure.")
+    named = _FIELD.match(reason)
+    if named is not None:  # arm outside the profile (procedure.freeze_s = ...), stimulation
+        field_name = named.group(1).removeprefix("procedure.")
+        value = (params or {}).get(field_name)
         return ApiError(
             INVALID_PARAMS,
             reason,
-            ParamsErrorData(field=field_name, value=None, allowed=reason).model_dump(),
+            ParamsErrorData(field=field_name, value=value, allowed=reason).model_dump(),
+        )
+    if action == "ack_alarm" and reason.startswith("unknown alarm"):
+        value = (params or {}).get("alarm")
+        return ApiError(
+            INVALID_PARAMS,
+            reason,
+            ParamsErrorData(field="alarm", value=value, allowed=reason).model_dump(),
+        )
+    if action == "ack_alarm" and reason.endswith("is not active"):  # nothing to acknowledge
+        return ApiError(
+            NOT_IN_STATE, reason, StateErrorData(action=action, state=state).model_dump()
         )
     found = _ALARM.search(reason)
     alarm = found.group(0) if found and found.group(0) in ALARMS else None
@@ -419,7 +436,7 @@ class Api:
         ctl = self.controller
         accepted, reason = ctl.act(method, params)
         if not accepted:
-            raise refusal(method, reason, ctl.procedure.state)
+            raise refusal(method, reason, ctl.procedure.state, params)
         return self._accepted(reason)
 
     @staticmethod

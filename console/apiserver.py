@@ -38,6 +38,8 @@ LineHandler = Callable[[bytes, Caller], dict[str, Any]]
 
 SOCKET_MODE = 0o660
 QUEUE_MESSAGES = 1000
+QUEUE_BYTES = 4 * 1024 * 1024
+"""...and at most this many bytes of them (an answer may echo a 64 KiB bad value)."""
 """Outgoing messages a client may have waiting; telemetry is dropped above half of it."""
 SEND_BUFFER = 64 * 1024
 """The kernel's send buffer per client: a never-reading client fills it quickly."""
@@ -100,6 +102,8 @@ class Client:
         self.inbuf = bytearray()
         self.out: deque[tuple[bytes, bool]] = deque()  # (line, is_telemetry)
         self.telemetry_queued = 0
+        self.queued_bytes = 0
+        self.last_active = 0.0  # the clock at its connection and at its latest request
         self.sending = b""
         self.dropped_telemetry = 0
         self.sent = 0
@@ -110,24 +114,28 @@ class Client:
 
     def enqueue(self, line: bytes, *, telemetry: bool = False) -> bool:
         """Queue a line; False if the client cannot keep up (it is then to be closed)."""
-        if telemetry and len(self.out) >= self.limit // 2:
+        if telemetry and (
+            len(self.out) >= self.limit // 2 or self.queued_bytes >= QUEUE_BYTES // 2
+        ):
             self.dropped_telemetry += 1
             return True
-        if len(self.out) >= self.limit:
+        while len(self.out) >= self.limit or self.queued_bytes + len(line) > QUEUE_BYTES:
             if self.telemetry_queued and self._drop_one_telemetry():
                 self.dropped_telemetry += 1
             else:
                 return False
         self.out.append((line, telemetry))
+        self.queued_bytes += len(line)
         if telemetry:
             self.telemetry_queued += 1
         return True
 
     def _drop_one_telemetry(self) -> bool:
-        for i, (_, tel) in enumerate(self.out):
+        for i, (line, tel) in enumerate(self.out):
             if tel:
                 del self.out[i]
                 self.telemetry_queued -= 1
+                self.queued_bytes -= len(line)
                 return True
         return False
 
@@ -141,6 +149,7 @@ class Client:
                 size = 0
                 while self.out and size < 16384:
                     line, tel = self.out.popleft()
+                    self.queued_bytes -= len(line)
                     if tel:
                         self.telemetry_queued -= 1
                     chunks.append(line)
@@ -265,12 +274,14 @@ class ApiServer:
                 _goodbye(sock, CALLER_NOT_ALLOWED, f"uid {uid} is not allowed (SR-29)")
                 continue
             if len(self.clients) >= self.max_clients:
-                self.emit("api_client_refused", {"uid": uid, "pid": pid, "reason": "max_clients"})
-                _goodbye(sock, CALLER_NOT_ALLOWED, f"at most {self.max_clients} clients at once")
-                continue
+                # Full: the longest idle client makes room, so that a new caller (an estop
+                # from another terminal) always gets in (interfaces.md: any allowed client).
+                idle = min(self.clients.values(), key=lambda c: c.last_active)
+                self._close(idle, "evicted_idle")
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
             client = Client(sock, Caller(uid=uid, pid=pid, gid=gid), self.queue_messages)
+            client.last_active = self.clock()
             try:
                 self.selector.register(sock, selectors.EVENT_READ, client)
             except (OSError, ValueError) as exc:
@@ -315,6 +326,7 @@ class ApiServer:
             line = bytes(buf[:end]).rstrip(b"\r")
             del buf[: end + 1]
             if line.strip():
+                client.last_active = self.clock()
                 self._respond(client, self.handler(line, client.caller))
             if client.closing is not None:
                 return
@@ -345,7 +357,7 @@ class ApiServer:
             client.mute = True
             client.out.clear()
             client.sending = b""
-            client.telemetry_queued = 0
+            client.telemetry_queued = client.queued_bytes = 0
             return
         want = selectors.EVENT_READ | (selectors.EVENT_WRITE if waiting else 0)
         if client.want_write != waiting:

@@ -106,6 +106,15 @@ def test_a_good_request_parses() -> None:
         ),
         ("arm", "alarms block a new procedure: ALM_LEAK (acknowledge them)", REFUSED, ["SR-24"]),
         ("arm", "procedure.freeze_s = 500 out of range", INVALID_PARAMS, None),
+        (
+            "stim_configure",
+            "current_ma = 0.015 is not on the 0.01 mA grid (never rounded)",
+            INVALID_PARAMS,
+            None,
+        ),
+        ("stim_configure", "preset = 'nope' unknown; known: motor, sensory", INVALID_PARAMS, None),
+        ("ack_alarm", "unknown alarm 'ALM_NOPE'; expected one of", INVALID_PARAMS, None),
+        ("ack_alarm", "ALM_ESTOP is not active", NOT_IN_STATE, None),
     ],
 )
 def test_refusals_map_to_their_codes(
@@ -257,3 +266,82 @@ def test_a_stale_socket_is_replaced_but_a_live_one_is_not(tmp_path: Path) -> Non
         assert path.exists()
     finally:
         live.close()
+
+
+def test_a_full_server_evicts_its_longest_idle_client(tmp_path: Path) -> None:
+    """interfaces.md: any allowed client may estop; with max_clients connected, a new caller
+    still gets in: the client idle the longest makes room."""
+    from console.apiserver import ApiServer
+
+    closed: list[dict[str, Any]] = []
+    seen: list[bytes] = []
+
+    def handler(line: bytes, caller: Caller) -> dict[str, Any]:
+        seen.append(line)
+        return {"jsonrpc": "2.0", "id": 1, "result": {"accepted": True, "state": "ready"}}
+
+    def emit(name: str, fields: dict[str, Any]) -> None:
+        if name == "api_client_closed":
+            closed.append(fields)
+
+    clock = iter(range(1_000_000))
+    server = ApiServer(
+        tmp_path / "run" / "api.sock",
+        handler,
+        emit,
+        allowed_uids=[],
+        max_clients=2,
+        clock=lambda: next(clock) * 1e-6,  # strictly increasing: the order of activity
+    )
+    socks: list[socket.socket] = []
+    try:
+
+        def connect() -> socket.socket:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(server.path))
+            socks.append(sock)
+            for _ in range(20):
+                server.poll()
+            return sock
+
+        idle, busy = connect(), connect()
+        busy.sendall(b'{"x":1}\n')
+        for _ in range(20):
+            server.poll()
+        assert len(server.clients) == 2 and seen == [b'{"x":1}']
+        newcomer = connect()
+        assert [c["reason"] for c in closed] == ["evicted_idle"]
+        newcomer.sendall(b'{"estop":1}\n')
+        for _ in range(20):
+            server.poll()
+        assert seen[-1] == b'{"estop":1}' and len(server.clients) == 2
+        idle.settimeout(1.0)
+        assert idle.recv(100) == b""  # the idle one was closed, not the one that spoke
+    finally:
+        for sock in socks:
+            sock.close()
+        server.close(record=False)
+
+
+def test_the_queue_is_bounded_in_bytes_too() -> None:
+    """A client that pipelines requests echoing 64 KiB bad values and never reads is cut off
+    at 4 MiB queued, not after 1,000 messages of any size."""
+    from console.apiserver import QUEUE_BYTES
+
+    client, _peer = _client(1000)
+    big = b"x" * (64 * 1024)
+    fits = QUEUE_BYTES // len(big)
+    assert all(client.enqueue(big) for _ in range(fits))
+    assert not client.enqueue(big)
+    assert client.queued_bytes <= QUEUE_BYTES
+
+
+def test_a_value_the_limits_refuse_names_its_field_and_value() -> None:
+    """SR-30 / interfaces.md -32602: `data` has the field, the value as sent, what is allowed."""
+    reason = "current_ma = 0.015 is not on the 0.01 mA grid (never rounded)"
+    error = refusal("stim_configure", reason, "localize", {"current_ma": 0.015})
+    assert error.code == INVALID_PARAMS
+    assert error.data == {"field": "current_ma", "value": 0.015, "allowed": reason}
+    reason = "procedure.freeze_s = 500 out of range 120..240 s"
+    error = refusal("arm", reason, "ready", {"freeze_s": 500})
+    assert error.data == {"field": "freeze_s", "value": 500, "allowed": reason}
