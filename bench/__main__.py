@@ -1,6 +1,6 @@
 """Run every performance benchmark of issue 12 and print one table: goal | measured | verdict.
 
-Usage: python -m bench [--only peers,reaction,virtual,realtime,soak] [--trials N]
+Usage: python -m bench [--only peers,reaction,virtual,realtime,serve,soak] [--trials N]
                        [--rounds N] [--soak-hours H] [--realtime-s S]
 
 Goals 1-2 are ratios measured in the same run (same process or same pty kind,
@@ -18,7 +18,7 @@ import platform
 import sys
 from collections.abc import Callable
 
-from bench import peers, reaction, realtime, soak, virtual
+from bench import peers, reaction, realtime, serve_cpu, soak, virtual
 
 Row = tuple[str, str, bool | None]
 
@@ -43,7 +43,7 @@ def _machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="peers,reaction,virtual,realtime,soak")
+    parser.add_argument("--only", default="peers,reaction,virtual,realtime,serve,soak")
     parser.add_argument("--trials", type=int, default=2000, help="pty trials per mode")
     parser.add_argument("--rounds", type=int, default=7, help="codec rounds")
     parser.add_argument("--virtual-rounds", type=int, default=3)
@@ -57,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         ("reaction", lambda: list(reaction.goals(reaction.measure(args.trials)))),
         ("virtual", lambda: list(virtual.goals(virtual.measure(args.virtual_rounds)))),
         ("realtime", lambda: list(realtime.goals(realtime.measure(args.realtime_s, 10.0)))),
+        (
+            "serve",
+            lambda: list(
+                serve_cpu.goals(
+                    *serve_cpu.run(args.realtime_s, args.realtime_s, False)[:2], args.realtime_s
+                )
+            ),
+        ),
         (
             "soak",
             lambda: list(

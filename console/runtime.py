@@ -58,7 +58,10 @@ class Runtime(Loop):
         self.write(self.connection.open(self.clock()))
 
     def step(self) -> None:
-        self.turn(self.transport.read(self.read_wait_s), self.clock())
+        # Wait for the device's bytes, but never past the link's next heartbeat, retry or
+        # loss check (SR-02, SR-03): `read_wait_s` bounds only how late anything else runs.
+        wait = min(self.read_wait_s, self.connection.link.idle_s(self.clock()))
+        self.turn(self.transport.read(wait), self.clock())
 
     def send(self, command: Message) -> None:
         self.write(self.connection.send(command, self.clock()))

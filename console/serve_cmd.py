@@ -147,17 +147,11 @@ def _serve(args: argparse.Namespace, config: ConsoleConfig, events_file: EventFi
                 )
 
 
-def read_wait_s(config: ConsoleConfig) -> float:
-    """How long one turn may wait for the device's bytes when none are there.
-
-    A frame ends the wait at once, so this bounds only the turns without input:
-    `run`'s 5 ms wakes the loop twice per 10 ms telemetry period, each wake costing
-    the serial transport's timeout changes; 8 ms halves that (serve's CPU goal) and
-    still sends a heartbeat within 50 ms of the last frame sent when the device is
-    silent (SR-02: `heartbeat_s` + this wait <= 48 ms). API requests wait at most
-    this long too.
-    """
-    return min(0.010, max(0.005, 0.048 - config.link.heartbeat_s))
+READ_WAIT_S = 0.015
+"""How long one turn may wait for the device's bytes when none are there. A frame ends
+the wait at once (100 Hz: a turn per frame, no empty turn between frames), and the runtime
+never waits past the link's next heartbeat, retry or loss check (SR-02, SR-03), so this
+bounds only how late an API request is taken when the device is quiet."""
 
 
 class _Lines:
@@ -199,7 +193,7 @@ def _daemon(
     recovery: Recovery,
 ) -> int:
     start = runtime.now()
-    runtime.read_wait_s = read_wait_s(config)
+    runtime.read_wait_s = READ_WAIT_S
 
     def session_time() -> float:
         return runtime.now() - start

@@ -23,6 +23,7 @@ Rules (`docs/protocol.md`, "Link rules"):
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
@@ -364,6 +365,21 @@ class Link:
                 out += self.send(Heartbeat(), now)[1]
         self._sample_quality(now)
         return out, events
+
+    def idle_s(self, now: float) -> float:
+        """How long from `now` `poll` has nothing to do (no heartbeat, retry or loss check
+        falls due): the longest a real-time loop may wait for input before polling again."""
+        due = math.inf
+        if self._pending:
+            first = min(p.last_sent for p in self._pending.values())
+            due = first + self.params.ack_timeout_s
+        if self.state == "open":
+            if not self.lost:
+                heard = self._last_rx if self._last_rx is not None else self._opened_at
+                due = min(due, heard + self.params.link_lost_s)
+            if self.heartbeats_enabled and self._last_tx is not None:
+                due = min(due, self._last_tx + self.params.heartbeat_s)
+        return max(0.0, due - now)
 
     def _retry(self, now: float, events: list[LinkEvent]) -> bytes:
         out = b""

@@ -197,7 +197,7 @@ def _bad_requests() -> list[tuple[bytes, int]]:
         (req("confirm_localization"), -32002),
         (req("stim_start"), -32002),
         (req("arm", {"checklist": {**CHECKLIST, "raynaud": True}}), -32001),  # SR-19
-        (req("ack_alarm", {"alarm": "ALM_NO_FLOW"}), -32001),  # not active
+        (req("ack_alarm", {"alarm": "ALM_NO_FLOW"}), -32002),  # not active: nothing to ack
     ]
 
 

@@ -200,6 +200,31 @@ def test_heartbeat_never_lets_50_ms_pass_without_a_frame(gaps: list[float]) -> N
         assert now - last_tx < 0.05 + 1e-9
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0005, 0.2), min_size=1, max_size=200))
+def test_a_loop_that_waits_only_idle_s_heartbeats_in_time(gaps: list[float]) -> None:
+    """SR-02 and SR-03 for a loop that waits long (serve waits up to 15 ms for input): it
+    never waits past `idle_s`, so a heartbeat is never late and a loss is seen on time."""
+    link, dev = open_link()
+    now = last_tx = 0.0
+    for gap in gaps:
+        now += min(gap, link.idle_s(now))
+        out, events = link.poll(now)
+        if out:
+            last_tx = now
+            assert all(isinstance(f.message, Heartbeat) for f in dev.take(out))
+        assert now - last_tx <= link.params.heartbeat_s + 1e-9
+        lost = [e for e in events if isinstance(e, LinkLost)]
+        assert not lost or lost[0].silent_s <= link.params.link_lost_s + 1e-9
+
+
+def test_idle_s_counts_down_to_the_next_retry() -> None:
+    link, _dev = open_link()
+    link.heartbeats_enabled = False
+    link.send(ValveCommand(Valve.VENT, True), 0.0)
+    assert link.idle_s(0.0) == min(link.params.ack_timeout_s, link.params.link_lost_s)
+
+
 def test_heartbeats_stop_when_asked() -> None:
     """SR-03: after a link loss the daemon stops heartbeating so the device watchdog trips."""
     link, _dev = open_link()
