@@ -97,27 +97,17 @@ def figure(report: SessionReport, title: str) -> Figure:
         _gap_shading(ax, holes)
     t = _broken(s.t_s, s.t_s)
 
-    tip.plot(t, _broken(s.t_s, s.tip_c), color="#1f4e9e", linewidth=1.2, label="tip", gid="tip_c")
-    tip.axhline(
-        lim.freeze_target_c,
-        color="#1f77b4",
-        linestyle="--",
-        linewidth=1,
-        label=f"freeze target {lim.freeze_target_c:g} C",
-        gid="limit:freeze_target_c",
-    )
+    def series(ax: Axes, gid: str, colour: str, label: str) -> None:
+        values = _broken(s.t_s, getattr(s, gid))
+        ax.plot(t, values, color=colour, linewidth=1.2, label=label, gid=gid)
+
+    series(tip, "tip_c", "#1f4e9e", "tip")
+    _limit(tip, "freeze_target_c", lim.freeze_target_c, "#1f77b4", "--", "freeze target {:g} C")
     tip.set_ylabel("tip (C)")
     if not s.t_s:
         tip.text(0.5, 0.5, "no telemetry recorded", transform=tip.transAxes, ha="center")
 
-    supply.plot(
-        t,
-        _broken(s.t_s, s.supply_psi),
-        color="#2c7a2c",
-        linewidth=1.2,
-        label="supply",
-        gid="supply_psi",
-    )
+    series(supply, "supply_psi", "#2c7a2c", "supply")
     supply.axhspan(
         lim.supply_min_psi,
         lim.supply_max_psi,
@@ -126,48 +116,15 @@ def figure(report: SessionReport, title: str) -> Figure:
         label=f"supply window {lim.supply_min_psi:g}-{lim.supply_max_psi:g} psig",
         gid="limit:supply_window",
     )
-    supply.axhline(
-        lim.supply_over_psi,
-        color="#d62728",
-        linestyle="--",
-        linewidth=1,
-        label=f"over-pressure {lim.supply_over_psi:g} psig",
-        gid="limit:supply_over_psi",
-    )
-    supply.axhline(
-        lim.supply_low_psi,
-        color="#ff7f0e",
-        linestyle=":",
-        linewidth=1,
-        label=f"supply low {lim.supply_low_psi:g} psig",
-        gid="limit:supply_low_psi",
-    )
+    _limit(supply, "supply_over_psi", lim.supply_over_psi, HARD, "--", "over-pressure {:g} psig")
+    _limit(supply, "supply_low_psi", lim.supply_low_psi, SOFT, ":", "supply low {:g} psig")
     supply.set_ylabel("supply (psig)")
 
-    exhaust.plot(
-        t,
-        _broken(s.t_s, s.exhaust_psi),
-        color="#8c564b",
-        linewidth=1.2,
-        label="exhaust",
-        gid="exhaust_psi",
+    series(exhaust, "exhaust_psi", "#8c564b", "exhaust")
+    _limit(
+        exhaust, "exhaust_over_psi", lim.exhaust_over_psi, HARD, "--", "exhaust blocked {:g} psig"
     )
-    exhaust.axhline(
-        lim.exhaust_over_psi,
-        color="#d62728",
-        linestyle="--",
-        linewidth=1,
-        label=f"exhaust blocked {lim.exhaust_over_psi:g} psig",
-        gid="limit:exhaust_over_psi",
-    )
-    exhaust.axhline(
-        lim.exhaust_high_psi,
-        color="#ff7f0e",
-        linestyle=":",
-        linewidth=1,
-        label=f"exhaust high {lim.exhaust_high_psi:g} psig",
-        gid="limit:exhaust_high_psi",
-    )
+    _limit(exhaust, "exhaust_high_psi", lim.exhaust_high_psi, SOFT, ":", "exhaust high {:g} psig")
     exhaust.set_ylabel("exhaust (psig)")
 
     for gid, _, lane in LANES:
@@ -216,6 +173,21 @@ def _states(ax: Axes, bands: list[Band], end: float) -> None:
     ax.set_ylim(0.0, 1.0)
     ax.set_yticks([])
     ax.set_ylabel("state", rotation=0, ha="right", va="center")
+
+
+HARD, SOFT = "#d62728", "#ff7f0e"  # a limit that stops the procedure; one that warns
+
+
+def _limit(ax: Axes, name: str, value: float, colour: str, style: str, label: str) -> None:
+    """A limit line, its `gid` `limit:<name>` (the tests read it back)."""
+    ax.axhline(
+        value,
+        color=colour,
+        linestyle=style,
+        linewidth=1,
+        label=label.format(value),
+        gid=f"limit:{name}",
+    )
 
 
 def _broken(t_s: list[float], values: list[float] | list[bool]) -> list[float]:
