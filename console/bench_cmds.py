@@ -13,7 +13,8 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -27,7 +28,8 @@ from console.connection import (
     Notice,
     SafeStateUnverified,
 )
-from console.portlock import PortLock, PortOwnedError
+from console.portlock import PortLock, PortOwnedError, port_key
+from console.records import Recorder, Recovery, recover_for, utc_now
 from console.runtime import Runtime
 from console.store import ProbeRegistry, StoreError, connect, default_db_path
 from console.trace import FrameTrace
@@ -92,6 +94,37 @@ def register(subparsers: Subparsers) -> None:
         "--out", type=Path, default=Path("pressure-calibration.toml"), help="file to write"
     )
     c.set_defaults(handler=calibrate_pressure)
+
+
+def recorded(
+    args: argparse.Namespace,
+    runtime: Runtime,
+    command: str,
+    body: Callable[[Recorder, Recovery], int],
+) -> int:
+    """A real-time command's session record (`run`, `serve`) around `body`: opened, dead
+    sessions recovered (a locked start inherited, SR-22), closed with the exit code on every
+    path; a store that fails is a usage error."""
+    db_path = args.db or default_db_path()
+    port = port_key(args.port)
+    try:
+        recorder = Recorder(db_path, uuid.uuid4().hex, command=command, port=port, simulated=False)
+    except StoreError as exc:
+        raise CommandExit(EXIT_USAGE, str(exc)) from None
+    code: int | None = None
+    try:
+        code = body(recorder, recover_for(recorder, port, utc_now()))
+        return code
+    except StoreError as exc:
+        raise CommandExit(EXIT_USAGE, str(exc)) from None
+    finally:
+        runtime.on_snapshot = runtime.on_notice = runtime.after_input = None  # record closed
+        if not recorder.close(code):
+            print(
+                f"probe-console {command}: the session record {recorder.session_id} in "
+                f"{db_path} is incomplete: {recorder.failed or 'it has no end'}",
+                file=sys.stderr,
+            )
 
 
 @contextmanager

@@ -42,7 +42,7 @@ from console.events import EventStream
 from console.operator import ScriptedOperator
 from console.portlock import port_key
 from console.procedure import STATES
-from console.records import Recorder, recover, utc_now
+from console.records import Recorder, recover, recover_for, utc_now
 from console.runtime import Runtime
 from console.scenario import (
     ActionEntry,
@@ -460,9 +460,7 @@ def _on_device(
         raise QaUsageError(str(exc)) from None
     code: int | None = None
     try:
-        recovery = recover(db_path, port=key, by_session=session_id, now_ts=utc_now())
-        if recovery.start_locked:
-            recorder.inherit_lock()
+        recovery = recover_for(recorder, key, utc_now())
         start = runtime.now()
         collector = Collector()
         stream = EventStream(lambda: runtime.now() - start, wall_clock=wall_clock)

@@ -423,6 +423,15 @@ def recover(db_path: Path, *, port: str | None, by_session: str, now_ts: str) ->
     return Recovery(marked, bool(why), why)
 
 
+def recover_for(recorder: Recorder, port: str | None, now_ts: str) -> Recovery:
+    """`recover` on behalf of the session `recorder` starts: a locked start is inherited by
+    its record (`Recorder.inherit_lock`), so that however early it ends, the next is locked."""
+    recovery = recover(recorder.path, port=port, by_session=recorder.session_id, now_ts=now_ts)
+    if recovery.start_locked:
+        recorder.inherit_lock()
+    return recovery
+
+
 def _mark_interrupted(db: sqlite3.Connection, sid: str, by: str, now_ts: str) -> bool:
     with _Tx(db):
         row = db.execute(

@@ -18,7 +18,6 @@ import signal
 import sys
 import time
 import tomllib
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,16 +32,16 @@ from console.bench_cmds import (
     _device,
     _positive,
     _wait_identified,
+    recorded,
 )
 from console.config import ConfigError, ConsoleConfig, config_sha256, load_config
 from console.controller import Controller
 from console.events import EventFile, EventStream
 from console.handshake import Refusal
 from console.operator import ScriptedOperator
-from console.portlock import port_key
-from console.records import Recorder, Recovery, recover, utc_now
+from console.records import Recorder, Recovery
 from console.runtime import Runtime
-from console.store import ProbeRegistry, StoreError, default_db_path
+from console.store import ProbeRegistry
 from console.view import ProgressView, Summary
 from console.wiring import record_with, remember_opened
 from protocols import DeviceKind
@@ -195,33 +194,14 @@ def _run(
     events_file: EventFile | None,
 ) -> int:
     with _device(args, config, "run") as (runtime, registry):
-        db_path = args.db or default_db_path()
-        port = port_key(args.port)
-        try:
-            recorder = Recorder(
-                db_path, uuid.uuid4().hex, command="run", port=port, simulated=False
-            )
-        except StoreError as exc:
-            raise CommandExit(EXIT_USAGE, str(exc)) from None
-        code: int | None = None
-        try:
-            recovery = recover(db_path, port=port, by_session=recorder.session_id, now_ts=utc_now())
-            if recovery.start_locked:
-                recorder.inherit_lock()
-            code = _procedure(
+        return recorded(
+            args,
+            runtime,
+            "run",
+            lambda recorder, recovery: _procedure(
                 args, config, checklist, events_file, runtime, registry, recorder, recovery
-            )
-            return code
-        except StoreError as exc:
-            raise CommandExit(EXIT_USAGE, str(exc)) from None
-        finally:
-            runtime.on_snapshot = runtime.on_notice = runtime.after_input = None  # record closed
-            if not recorder.close(code):
-                print(
-                    f"probe-console run: the session record {recorder.session_id} in {db_path} "
-                    f"is incomplete: {recorder.failed or 'it has no end'}",
-                    file=sys.stderr,
-                )
+            ),
+        )
 
 
 def _procedure(

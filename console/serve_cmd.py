@@ -23,7 +23,6 @@ import contextlib
 import os
 import signal
 import sys
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,15 +36,16 @@ from console.bench_cmds import (
     CommandExit,
     _device,
     _positive,
+    recorded,
 )
 from console.config import ConfigError, ConsoleConfig, config_sha256, load_config
 from console.controller import Controller
 from console.events import EventFile, EventStream
-from console.portlock import default_socket_path, port_key
+from console.portlock import default_socket_path
 from console.procedure import ENDS, RUNNING
-from console.records import Recorder, Recovery, recover, utc_now
+from console.records import Recorder, Recovery
 from console.runtime import Runtime
-from console.store import ProbeRegistry, StoreError, default_db_path
+from console.store import ProbeRegistry
 from console.view import event_line
 from console.wiring import record_with, remember_opened
 from drivers.errors import TransportError
@@ -120,31 +120,14 @@ def serve(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, config: ConsoleConfig, events_file: EventFile | None) -> int:
     with _device(args, config, "serve") as (runtime, registry):
-        db_path = args.db or default_db_path()
-        port = port_key(args.port)
-        try:
-            recorder = Recorder(
-                db_path, uuid.uuid4().hex, command="serve", port=port, simulated=False
-            )
-        except StoreError as exc:
-            raise CommandExit(EXIT_USAGE, str(exc)) from None
-        code: int | None = None
-        try:
-            recovery = recover(db_path, port=port, by_session=recorder.session_id, now_ts=utc_now())
-            if recovery.start_locked:
-                recorder.inherit_lock()
-            code = _daemon(args, config, events_file, runtime, registry, recorder, recovery)
-            return code
-        except StoreError as exc:
-            raise CommandExit(EXIT_USAGE, str(exc)) from None
-        finally:
-            runtime.on_snapshot = runtime.on_notice = runtime.after_input = None
-            if not recorder.close(code):
-                print(
-                    f"probe-console serve: the session record {recorder.session_id} in {db_path} "
-                    f"is incomplete: {recorder.failed or 'it has no end'}",
-                    file=sys.stderr,
-                )
+        return recorded(
+            args,
+            runtime,
+            "serve",
+            lambda recorder, recovery: _daemon(
+                args, config, events_file, runtime, registry, recorder, recovery
+            ),
+        )
 
 
 READ_WAIT_S = 0.015
