@@ -28,18 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from console.actions import clear_checklist  # noqa: E402
 from console.client import Client, ConnectError  # noqa: E402
 
 CONSOLE = [sys.executable, "-m", "console"]
-CHECKLIST = {
-    "patient_refusal": False,
-    "haemostasis_disorder": False,
-    "infection_at_site": False,
-    "raynaud": False,
-    "cryoglobulinaemia": False,
-    "cold_urticaria": False,
-    "site_is_face": False,
-}
+CHECKLIST = clear_checklist().model_dump()  # all clear, as the scripted operator
 TICK = os.sysconf("SC_CLK_TCK")
 
 

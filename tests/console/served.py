@@ -11,19 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from console.actions import clear_checklist
 from console.client import Client, ConnectError
 from console.records import events, list_sessions
 from tests.console.procs import CONSOLE, Sim
 
-CHECKLIST = {
-    "patient_refusal": False,
-    "haemostasis_disorder": False,
-    "infection_at_site": False,
-    "raynaud": False,
-    "cryoglobulinaemia": False,
-    "cold_urticaria": False,
-    "site_is_face": False,
-}
+CHECKLIST = clear_checklist().model_dump()  # all clear, as the scripted operator
 
 
 class Served:

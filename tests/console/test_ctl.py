@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.console.procs import CONSOLE, Sim, run
-from tests.console.served import CHECKLIST, Served, start_serve
-
-
-@pytest.fixture
-def served(sim: Sim, env: dict[str, str], tmp_path: Path) -> Iterator[Served]:
-    s = start_serve(sim, tmp_path, env)
-    yield s
-    if s.proc.poll() is None:
-        s.proc.kill()
-        s.proc.wait()
+from tests.console.procs import CONSOLE, run
+from tests.console.served import CHECKLIST, Served
 
 
 def ctl(served: Served, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,17 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from console.actions import clear_checklist
 from tests.console.procs import CONSOLE, Sim, run
 
-CHECKLIST = {
-    "patient_refusal": False,
-    "haemostasis_disorder": False,
-    "infection_at_site": False,
-    "raynaud": False,
-    "cryoglobulinaemia": False,
-    "cold_urticaria": False,
-    "site_is_face": False,
-}
+CHECKLIST = clear_checklist().model_dump()  # all clear, as the scripted operator
 FAST = [
     "--profile",
     "bench",

@@ -13,7 +13,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,6 @@ from console.client import ConnectError
 from console.procedure import FREEZES
 from tests.console.procs import Sim, run
 from tests.console.served import CHECKLIST, Served, drive_to_freeze, start_serve
-
-
-@pytest.fixture
-def served(sim: Sim, env: dict[str, str], tmp_path: Path) -> Iterator[Served]:
-    s = start_serve(sim, tmp_path, env)
-    yield s
-    if s.proc.poll() is None:
-        s.proc.kill()
-        s.proc.wait()
 
 
 class Subscriber(threading.Thread):
