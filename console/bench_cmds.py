@@ -42,6 +42,7 @@ from protocols import DeviceKind
 
 if TYPE_CHECKING:
     from console.cli import Subparsers
+    from console.controller import Controller
 
 EXIT_OK, EXIT_EARLY, EXIT_USAGE, EXIT_DEVICE, EXIT_OWNED = 0, 1, 2, 3, 4
 
@@ -125,6 +126,17 @@ def recorded(
                 f"{db_path} is incomplete: {recorder.failed or 'it has no end'}",
                 file=sys.stderr,
             )
+
+
+def refused_after_handshake(controller: Controller, runtime: Runtime, recovery: Recovery) -> bool:
+    """After the handshake's safe state (SR-01): SR-22's locked start if the recovery asks for
+    it; True if the device is refused (SR-18) and nothing is locked, so nothing may start.
+    (Locked, a refused device still waits for the thaw: the operator's arm is refused.)"""
+    proc = controller.procedure
+    if recovery.start_locked:
+        proc.start_locked(recovery.why)
+        runtime.settle()
+    return bool(controller.connection.refusals) and not proc.locked
 
 
 @contextmanager

@@ -35,7 +35,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from console.bench_cmds import EXIT_OWNED, CommandExit, _device, _wait_identified
+from console.bench_cmds import (
+    EXIT_OWNED,
+    CommandExit,
+    _device,
+    _wait_identified,
+    refused_after_handshake,
+)
 from console.config import config_sha256, render_value
 from console.controller import Controller
 from console.events import EventStream
@@ -494,10 +500,7 @@ def _on_device(
         identity = conn.identity
         assert identity is not None
         proc = controller.procedure
-        if recovery.start_locked:  # SR-22, after SR-01's safe state of the handshake
-            proc.start_locked(recovery.why)
-            runtime.settle()
-        if conn.refusals and not proc.locked:
+        if refused_after_handshake(controller, runtime, recovery):
             stream("session_finished", {"outcome": "aborted", "reason": "device_refused"})
             code = EXIT_DEVICE
             reasons = "; ".join(f"{r.code}: {r.message}" for r in conn.refusals)

@@ -33,6 +33,7 @@ from console.bench_cmds import (
     _positive,
     _wait_identified,
     recorded,
+    refused_after_handshake,
 )
 from console.config import ConfigError, ConsoleConfig, config_sha256, load_config
 from console.controller import Controller
@@ -253,12 +254,7 @@ def _procedure(
     identity = conn.identity
     assert identity is not None
     proc = controller.procedure
-    if recovery.start_locked:  # SR-22, after SR-01's safe state of the handshake
-        proc.start_locked(recovery.why)
-        runtime.settle()
-    if conn.refusals and not proc.locked:
-        # SR-18: a refusal blocks arming only; nothing was energised, so nothing is locked.
-        # (Locked, the loop below first waits for the thaw; the operator's arm is refused.)
+    if refused_after_handshake(controller, runtime, recovery):
         return _refused(stream, conn.refusals)
     if identity.device_kind == DeviceKind.HARDWARE and not conn.refusals:
         _confirm_hardware(config)

@@ -37,6 +37,7 @@ from console.bench_cmds import (
     _device,
     _positive,
     recorded,
+    refused_after_handshake,
 )
 from console.config import ConfigError, ConsoleConfig, config_sha256, load_config
 from console.controller import Controller
@@ -299,10 +300,7 @@ def _session(
                 f"{args.timeout_s:g} s: check the cable, the baud rate and the power",
             )
         turn()
-    if recovery.start_locked:  # SR-22, after SR-01's safe state of the handshake
-        proc.start_locked(recovery.why)
-        runtime.settle()
-    if conn.refusals and not proc.locked:
+    if refused_after_handshake(controller, runtime, recovery):
         finish("aborted", "device_refused")
         for refusal in conn.refusals:
             print(
