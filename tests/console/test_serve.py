@@ -89,7 +89,7 @@ def test_a_client_killed_mid_freeze_changes_nothing(served: Served) -> None:
     its own rules (the freeze ends, the thaw, the release), nothing hangs, other clients are
     served."""
     script = (
-        "import sys, time\n"
+        "import signal, sys, time\n"
         "from console.client import Client\n"
         "from tests.console.served import CHECKLIST\n"
         "c = Client(sys.argv[1])\n"
@@ -99,7 +99,7 @@ def test_a_client_killed_mid_freeze_changes_nothing(served: Served) -> None:
         "c.call('stim_start'); c.call('confirm_localization'); c.call('start_freeze')\n"
         "c.subscribe()\n"
         "print('FREEZING', flush=True)\n"
-        "time.sleep(600)\n"
+        "signal.pause()  # until killed\n"
     )
     driver = subprocess.Popen(
         [sys.executable, "-c", script, str(served.socket)],
