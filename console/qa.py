@@ -369,15 +369,49 @@ def run_virtual(
     finally:
         if recorder is not None:
             recorder.close(code)
-    recording = Recording(
-        events=collector.events,
-        samples=samples,
+    return _judged(
+        sf,
+        collector,
+        samples,
+        operator,
+        mode="simulator",
         t0=0.0,
         outcome=result.outcome,
         reason=result.reason,
         exit_code=result.exit_code,
         locked=result.locked,
         device_s=result.virtual_s,
+        wall_s=clock() - wall if clock is not None else 0.0,
+        session_id=session_id if recorder is not None else None,
+    )
+
+
+def _judged(
+    sf: ScenarioFile,
+    collector: Collector,
+    samples: list[Snapshot],
+    operator: ScenarioOperator,
+    *,
+    mode: Literal["simulator", "port"],
+    t0: float,
+    outcome: str,
+    reason: str,
+    exit_code: int,
+    locked: bool,
+    device_s: float,
+    wall_s: float,
+    session_id: str | None,
+) -> ScenarioResult:
+    """A finished run's expectations judged against what it recorded."""
+    recording = Recording(
+        events=collector.events,
+        samples=samples,
+        t0=t0,
+        outcome=outcome,
+        reason=reason,
+        exit_code=exit_code,
+        locked=locked,
+        device_s=device_s,
         applied=operator.applied,
         freeze_target_c=sf.config.gas_profile.freeze_target_c,
         action_starts=collector.action_starts,
@@ -387,13 +421,13 @@ def run_virtual(
         sf,
         scenario_status(checks),
         checks,
-        mode="simulator",
-        outcome=result.outcome,
-        outcome_reason=result.reason,
-        exit_code=result.exit_code,
-        device_s=result.virtual_s,
-        wall_s=clock() - wall if clock is not None else 0.0,
-        session_id=session_id if recorder is not None else None,
+        mode=mode,
+        outcome=outcome,
+        outcome_reason=reason,
+        exit_code=exit_code,
+        device_s=device_s,
+        wall_s=wall_s,
+        session_id=session_id,
     )
 
 
@@ -546,29 +580,19 @@ def _on_device(
         if stopped is not None:
             runtime.stop_signal = stopped  # the run stops after this scenario
             raise RunStopped(f"stopped by {why} during {sf.name}; the device was made safe")
-        recording = Recording(
-            events=collector.events,
-            samples=samples,
+        return _judged(
+            sf,
+            collector,
+            samples,
+            operator,
+            mode="port",
             t0=start,
             outcome=outcome,
             reason=reason,
             exit_code=code,
             locked=locked,
             device_s=runtime.now() - start,
-            applied=operator.applied,
-            freeze_target_c=sf.config.gas_profile.freeze_target_c,
-            action_starts=collector.action_starts,
-        )
-        checks = evaluate(sf, recording)
-        return ScenarioResult(
-            sf,
-            scenario_status(checks),
-            checks,
-            mode="port",
-            outcome=outcome,
-            outcome_reason=reason,
-            exit_code=code,
-            device_s=recording.device_s,
+            wall_s=0.0,
             session_id=session_id,
         )
     except StoreError as exc:
